@@ -1,0 +1,93 @@
+// Package systemctl implements the systemctl step kind: daemon-reload and
+// restart, start, stop or reload of units, where success means the unit is
+// active (or inactive, for stop) and stays so for a settle period, not just
+// that systemctl exited 0.
+package systemctl
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/runbookhq/runbook/engine"
+	"github.com/runbookhq/runbook/plans"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Kind is the systemctl kind.
+type Kind struct{}
+
+var schema = &plans.KindSchema{
+	Name:    "systemctl",
+	Summary: "systemctl daemon-reload and restart/start/stop/reload of units; succeeds when the unit is (in)active and stays so.",
+	Target:  plans.TargetNode,
+	Args: []plans.ArgSchema{
+		{Name: "action", Type: cty.String, Required: true, OneOf: []string{"restart", "start", "stop", "reload", "daemon_reload"}, Doc: "restart, start, stop, reload, or daemon_reload alone."},
+		{Name: "units", Type: cty.List(cty.String), Doc: "The units; required unless action is daemon_reload."},
+		{Name: "daemon_reload", Type: cty.Bool, Default: cty.False, Doc: "Run systemctl daemon-reload first."},
+		{Name: "settle", Type: cty.String, Default: cty.StringVal("3s"), Format: plans.FormatDuration, Doc: "How long the unit must stay in its state to count as done."},
+	},
+	Check: func(args cty.Value) []plans.ArgError {
+		a, u := args.GetAttr("action"), args.GetAttr("units")
+		if a.IsKnown() && !a.IsNull() && a.AsString() != "daemon_reload" && u.IsKnown() && (u.IsNull() || u.LengthInt() == 0) {
+			return []plans.ArgError{{Arg: "action", Summary: "Missing units", Detail: fmt.Sprintf("systemctl %s needs units = [\"kubelet\"].", a.AsString())}}
+		}
+		return nil
+	},
+}
+
+// Schema implements engine.Kind.
+func (Kind) Schema() *plans.KindSchema { return schema }
+
+func commands(req *engine.Request) []engine.Command {
+	action, units := req.Args.String("action"), req.Args.Strings("units")
+	var cmds []engine.Command
+	if action == "daemon_reload" || req.Args.Bool("daemon_reload") {
+		cmds = append(cmds, req.Cmd("systemctl", "daemon-reload"))
+	}
+	if action != "daemon_reload" {
+		cmds = append(cmds, req.Cmd(append([]string{"systemctl", action}, units...)...))
+		cmds = append(cmds, engine.Command{Argv: append([]string{"systemctl", "is-active"}, units...)})
+	}
+	return cmds
+}
+
+// Plan implements engine.Kind.
+func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, error) {
+	action, units := req.Args.String("action"), req.Args.Strings("units")
+	summary := "systemctl daemon-reload on " + req.NodeName()
+	if action != "daemon_reload" {
+		summary = fmt.Sprintf("systemctl %s %s on %s", action, strings.Join(units, " "), req.NodeName())
+	}
+	ch := &engine.Change{Action: engine.ActionChange, Summary: summary, Commands: engine.Shells(commands(req)...)}
+	if action != "daemon_reload" {
+		state := "active"
+		if action == "stop" {
+			state = "inactive"
+		}
+		ch.Details = []string{fmt.Sprintf("done when %s is %s and stays %s for %s", strings.Join(units, ", "), state, state, req.Args.String("settle"))}
+	}
+	if action != "start" && action != "stop" {
+		return ch, nil
+	}
+	r, err := req.Env.NodeRunner(ctx, req.Node)
+	if err == engine.ErrOffline {
+		return ch, nil
+	} else if err != nil {
+		return nil, err
+	}
+	res, err := r.Run(ctx, engine.Command{Argv: append([]string{"systemctl", "is-active"}, units...)})
+	if err != nil {
+		return nil, fmt.Errorf("reading unit state: %w", err)
+	}
+	if (action == "start") == (res.ExitCode == 0) && !req.Args.Bool("daemon_reload") {
+		ch.Action, ch.Commands = engine.ActionNoOp, nil
+		ch.Summary = fmt.Sprintf("%s already %s on %s", strings.Join(units, " "), map[bool]string{true: "active", false: "inactive"}[action == "start"], req.NodeName())
+	}
+	return ch, nil
+}
+
+// Apply implements engine.Kind.
+func (Kind) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
+	return cty.NilVal, &engine.ErrNotImplemented{Kind: "systemctl", What: "apply"}
+}

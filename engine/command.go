@@ -2,8 +2,9 @@ package engine
 
 import (
 	"context"
-	"strings"
 	"time"
+
+	"github.com/runbookhq/runbook/internal/shellquote"
 )
 
 // Command is a command for a node. Shell() is exactly what is sent to the
@@ -53,28 +54,7 @@ type Runner interface {
 
 // Quote quotes s for a POSIX shell; words made only of safe characters are
 // left as they are so that commands stay readable.
-func Quote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+func Quote(s string) string { return shellquote.Quote(s) }
 
 // ShellJoin quotes each word and joins them with spaces.
-func ShellJoin(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = Quote(a)
-	}
-	return strings.Join(q, " ")
-}
+func ShellJoin(argv []string) string { return shellquote.Join(argv) }

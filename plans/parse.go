@@ -2,6 +2,7 @@ package plans
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -88,21 +89,44 @@ var notifySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "url
 // ending in .json) into a model and checks its structure, names, kinds and
 // references. It does not evaluate anything that depends on inputs.
 func Parse(filenames []string, kinds Kinds) (*Plan, hcl.Diagnostics) {
-	p := &Plan{Filenames: filenames}
+	srcs := make([]Source, 0, len(filenames))
+	for _, fn := range filenames {
+		b, err := os.ReadFile(fn)
+		if err != nil {
+			return &Plan{Filenames: filenames, Files: map[string]*hcl.File{}}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read plan file", Detail: err.Error()}}
+		}
+		srcs = append(srcs, Source{Name: fn, Bytes: b})
+	}
+	return ParseSources(srcs, kinds)
+}
+
+// Source is a plan file's name and content.
+type Source struct {
+	Name  string
+	Bytes []byte
+}
+
+// ParseSources is Parse for contents already in memory.
+func ParseSources(srcs []Source, kinds Kinds) (*Plan, hcl.Diagnostics) {
+	p := &Plan{}
+	for _, s := range srcs {
+		p.Filenames = append(p.Filenames, s.Name)
+	}
 	parser := hclparse.NewParser()
 	var diags hcl.Diagnostics
-	if len(filenames) == 0 {
+	if len(srcs) == 0 {
+		p.Files = parser.Files()
 		return p, diags.Append(&hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No plan files", Detail: "Name at least one plan file."})
 	}
-	p.BaseDir = filepath.Dir(filenames[0])
+	p.BaseDir = filepath.Dir(srcs[0].Name)
 	var bodies []hcl.Body
-	for _, fn := range filenames {
+	for _, src := range srcs {
 		var f *hcl.File
 		var d hcl.Diagnostics
-		if strings.HasSuffix(fn, ".json") {
-			f, d = parser.ParseJSONFile(fn)
+		if strings.HasSuffix(src.Name, ".json") {
+			f, d = parser.ParseJSON(src.Bytes, src.Name)
 		} else {
-			f, d = parser.ParseHCLFile(fn)
+			f, d = parser.ParseHCL(src.Bytes, src.Name)
 		}
 		diags = append(diags, d...)
 		if f != nil {

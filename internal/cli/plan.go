@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/internal/kube"
+	"github.com/runbookhq/runbook/internal/nodes"
+	"github.com/runbookhq/runbook/plans"
 	"github.com/runbookhq/runbook/internal/view"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
@@ -118,9 +120,21 @@ func runPlan(ctx context.Context, stdio *IO, arg string, o planOptions) error {
 	if diags.HasErrors() {
 		return failPlan(stdio, l, o)
 	}
+	h := header(l, o.offline)
+	if !o.offline {
+		dialer := nodes.New(nil, nil)
+		defer dialer.Close()
+		env.Node = dialer.Runner
+		lines, d := preflight(ctx, dialer, prog)
+		h.Preflight = lines
+		l.diags = append(l.diags, d...)
+		if d.HasErrors() {
+			view.WriteDiags(stdio.Err, l.plan.Files, d, false)
+			return errQuiet(ExitError, "node pre-flight failed")
+		}
+	}
 	res := (&engine.Planner{Kinds: l.kinds, Env: env}).Plan(ctx, prog)
 	res.Diags = append(res.Diags, l.diags...)
-	h := header(l, o.offline)
 	// Warnings go to stderr so that stdout stays a clean document.
 	view.WriteDiags(stdio.Err, l.plan.Files, onlyWarnings(l.diags), false)
 	switch o.output {
@@ -190,4 +204,57 @@ func savePlan(path string, l *loaded, h view.Header, res *engine.PlanResult) err
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// nodesWithNodeSteps are the nodes some node-kind step will run on.
+func nodesWithNodeSteps(prog *engine.Program) []plans.Node {
+	seen := map[string]bool{}
+	var out []plans.Node
+	for _, u := range prog.Units {
+		if u.Phase == nil {
+			continue
+		}
+		hasNodeStep := false
+		for _, s := range u.Phase.Steps {
+			if s.Schema.Target == plans.TargetNode {
+				hasNodeStep = true
+			}
+		}
+		if !hasNodeStep {
+			continue
+		}
+		for _, n := range u.Nodes {
+			if !seen[n.Name] {
+				seen[n.Name] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// preflight checks SSH to every node a node step will use, before any step
+// is planned (field case F08): host key, login, and non-interactive sudo.
+func preflight(ctx context.Context, d *nodes.Dialer, prog *engine.Program) ([]string, hcl.Diagnostics) {
+	ns := nodesWithNodeSteps(prog)
+	if len(ns) == 0 {
+		return nil, nil
+	}
+	var lines []string
+	var diags hcl.Diagnostics
+	for _, pf := range d.Preflight(ctx, ns, true) {
+		needSudo := true
+		for _, n := range ns {
+			if n.Name == pf.Node {
+				needSudo = n.SSH.Sudo
+			}
+		}
+		if p := nodes.Problem(pf, needSudo); p != "" {
+			lines = append(lines, fmt.Sprintf("%s: FAILED: %s", pf.Node, p))
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Node pre-flight failed: " + pf.Node, Detail: p})
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%s: ssh %s ok, host key %s, sudo %s", pf.Node, pf.Target, pf.HostKey, pf.Sudo))
+	}
+	return lines, diags
 }

@@ -53,6 +53,7 @@ type Header struct {
 	PlanHash    string
 	VarsHash    string
 	Variables   []Variable
+	Preflight   []string // one line per node: SSH, host key, sudo
 }
 
 // Variable is a variable as shown; sensitive values are never shown.
@@ -132,6 +133,9 @@ func Text(w io.Writer, h Header, r *engine.PlanResult) {
 	for _, v := range h.Variables {
 		fmt.Fprintf(w, "  var.%s = %s\n", v.Name, v.Value)
 	}
+	for _, p := range h.Preflight {
+		fmt.Fprintf(w, "  pre-flight %s\n", p)
+	}
 	lastPhase := ""
 	for _, g := range groups(r) {
 		indent := ""
@@ -200,6 +204,13 @@ func Markdown(w io.Writer, h Header, r *engine.PlanResult) {
 		fmt.Fprint(w, ", offline plan")
 	}
 	fmt.Fprintf(w, "; files %s; plan `%s`, variables `%s`)\n\n", mdCode(h.Files), h.PlanHash, h.VarsHash)
+	if len(h.Preflight) > 0 {
+		fmt.Fprintln(w, "Node pre-flight:")
+		for _, p := range h.Preflight {
+			fmt.Fprintf(w, "- %s\n", mdEscape(p))
+		}
+		fmt.Fprintln(w)
+	}
 	if len(h.Variables) > 0 {
 		fmt.Fprintln(w, "| variable | value |\n|---|---|")
 		for _, v := range h.Variables {

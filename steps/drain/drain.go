@@ -183,7 +183,15 @@ func listPods(ctx context.Context, kc kubernetes.Interface, node, selector strin
 	if err != nil {
 		return nil, fmt.Errorf("listing pods on %s: %w", node, err)
 	}
-	return l.Items, nil
+	// The server applies the field selector; filtering again costs nothing
+	// and keeps a drain from ever touching another node's pod.
+	pods := l.Items[:0]
+	for _, p := range l.Items {
+		if p.Spec.NodeName == node {
+			pods = append(pods, p)
+		}
+	}
+	return pods, nil
 }
 
 // ownerLookup answers OwnerExists with one GET per distinct owner.

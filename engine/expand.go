@@ -103,7 +103,7 @@ func Expand(ctx context.Context, vals *plans.Values, inv Inventories) (*Program,
 // no list, selector inventories are an error. Offline plans use it.
 type StaticInventories struct {
 	Nodes  []ClusterNode // nil: no saved list
-	Source string       // where Nodes came from, for messages
+	Source string        // where Nodes came from, for messages
 }
 
 // ClusterNode is what an inventory needs to know about a cluster node.
@@ -149,8 +149,8 @@ func SelectNodes(spec *plans.InventorySpec, all []ClusterNode) ([]plans.Node, er
 
 type labelSet map[string]string
 
-func (l labelSet) Has(k string) bool     { _, ok := l[k]; return ok }
-func (l labelSet) Get(k string) string   { return l[k] }
+func (l labelSet) Has(k string) bool              { _, ok := l[k]; return ok }
+func (l labelSet) Get(k string) string            { return l[k] }
 func (l labelSet) Lookup(k string) (string, bool) { v, ok := l[k]; return v, ok }
 
 // stepContext builds the evaluation context of a step instance: the plan's

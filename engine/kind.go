@@ -29,10 +29,10 @@ type Kind interface {
 
 // Request is one step instance as a kind sees it.
 type Request struct {
-	Address string       // e.g. phase.workers.step.drain["worker-1"]
-	Step    *plans.Step  // the declaration
-	Node    *plans.Node  // nil for steps outside phases
-	Args    Args         // the kind's arguments
+	Address string      // e.g. phase.workers.step.drain["worker-1"]
+	Step    *plans.Step // the declaration
+	Node    *plans.Node // nil for steps outside phases
+	Args    Args        // the kind's arguments
 	Config  *plans.StepConfig
 	Env     *Env
 	Program *Program // the whole expanded plan, read-only (for preflights)

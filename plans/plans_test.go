@@ -36,10 +36,10 @@ variable "n" {
 	vf := write(t, "vars.hcl", "v = \"file\"\nn = [1, 2]\n")
 	vfJSON := write(t, "vars.json", `{"v": "json"}`)
 	tests := []struct {
-		name   string
-		in     plans.Inputs
-		want   string
-		wantN  int
+		name  string
+		in    plans.Inputs
+		want  string
+		wantN int
 	}{
 		{"default", plans.Inputs{}, "default", 0},
 		{"env", plans.Inputs{Environ: []string{"RUNBOOK_VAR_v=env"}}, "env", 0},

@@ -11,8 +11,8 @@ import (
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/internal/kube"
 	"github.com/runbookhq/runbook/internal/nodes"
-	"github.com/runbookhq/runbook/plans"
 	"github.com/runbookhq/runbook/internal/view"
+	"github.com/runbookhq/runbook/plans"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 )

@@ -101,7 +101,6 @@ func TestClassifyF02(t *testing.T) {
 	}
 }
 
-
 func request(t *testing.T, kc kubernetes.Interface, args map[string]cty.Value) *engine.Request {
 	t.Helper()
 	obj := map[string]cty.Value{}

@@ -156,10 +156,20 @@ func (l labelSet) Lookup(k string) (string, bool) { v, ok := l[k]; return v, ok 
 // stepContext builds the evaluation context of a step instance: the plan's
 // root context plus each.node and the outputs of visible earlier steps.
 func stepContext(root *hcl.EvalContext, node *plans.Node, outputs map[string]cty.Value) *hcl.EvalContext {
+	var each cty.Value
+	if node != nil {
+		each = cty.ObjectVal(map[string]cty.Value{"node": node.Value()})
+	}
+	return stepContextWith(root, each, outputs)
+}
+
+// stepContextWith builds the context from a prepared each value (NilVal
+// outside phases).
+func stepContextWith(root *hcl.EvalContext, each cty.Value, outputs map[string]cty.Value) *hcl.EvalContext {
 	ctx := root.NewChild()
 	vars := make(map[string]cty.Value, 2)
-	if node != nil {
-		vars["each"] = cty.ObjectVal(map[string]cty.Value{"node": node.Value()})
+	if each != cty.NilVal {
+		vars["each"] = each
 	}
 	if len(outputs) > 0 {
 		vars["step"] = cty.ObjectVal(outputs)

@@ -77,7 +77,7 @@ func (p *Planner) Plan(ctx context.Context, prog *Program) *PlanResult {
 	top := map[string]cty.Value{}
 	for _, u := range prog.Units {
 		if u.Step != nil {
-			ps := p.planOne(ctx, prog, u.Step, nil, 0, top)
+			ps := p.planOne(ctx, prog, u.Step, nil, cty.NilVal, 0, top)
 			res.Steps = append(res.Steps, ps)
 			top[u.Step.Name] = outputsOf(ps)
 			continue
@@ -104,8 +104,9 @@ func (p *Planner) Plan(ctx context.Context, prog *Program) *PlanResult {
 					for k, v := range top {
 						outs[k] = v
 					}
+					each := cty.ObjectVal(map[string]cty.Value{"node": node.Value()})
 					for _, s := range u.Phase.Steps {
-						ps := p.planOne(ctx, prog, s, node, b+1, outs)
+						ps := p.planOne(ctx, prog, s, node, each, b+1, outs)
 						perNode[idx] = append(perNode[idx], ps)
 						outs[s.Name] = outputsOf(ps)
 					}
@@ -127,9 +128,15 @@ func outputsOf(ps *PlannedStep) cty.Value {
 	return ps.Step.Schema.UnknownOutputs()
 }
 
-func (p *Planner) planOne(ctx context.Context, prog *Program, s *plans.Step, node *plans.Node, batch int, outs map[string]cty.Value) *PlannedStep {
+func (p *Planner) planOne(ctx context.Context, prog *Program, s *plans.Step, node *plans.Node, each cty.Value, batch int, outs map[string]cty.Value) *PlannedStep {
 	ps := &PlannedStep{Address: Address(s, node), Step: s, Node: node, Batch: batch}
-	ectx := stepContext(prog.Values.Ctx, node, outs)
+	if !s.UsesEach {
+		each = cty.NilVal
+	}
+	if !s.UsesSteps {
+		outs = nil
+	}
+	ectx := stepContextWith(prog.Values.Ctx, each, outs)
 	cfg, diags := s.Decode(ectx)
 	ps.Config, ps.Diags = cfg, diags
 	if diags.HasErrors() {

@@ -113,6 +113,10 @@ type Step struct {
 	Order  int    // position among all steps of the plan, in file order
 
 	Body hcl.Body // the kind's arguments (common arguments removed)
+	// UsesSteps and UsesEach say whether any expression of the step refers
+	// to step outputs or each.node, so that contexts are built only when
+	// needed (large plans have tens of thousands of step instances).
+	UsesSteps, UsesEach bool
 
 	Timeout    hcl.Expression
 	Retries    hcl.Expression

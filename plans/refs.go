@@ -65,8 +65,19 @@ func (b *builder) checkReferences() {
 
 func (b *builder) checkStep(s *Step) {
 	sc := scope{what: "a step argument", steps: true, each: s.Phase != nil, step: s}
-	b.checkExprs(sc, s.Timeout, s.Retries, s.RetryDelay, s.When, s.OnFailure, s.Confirm, s.Comment)
-	for _, tr := range hcldec.Variables(s.Body, s.Schema.Spec()) {
+	trs := hcldec.Variables(s.Body, s.Schema.Spec())
+	for _, e := range []hcl.Expression{s.Timeout, s.Retries, s.RetryDelay, s.When, s.OnFailure, s.Confirm, s.Comment} {
+		if e != nil {
+			trs = append(trs, e.Variables()...)
+		}
+	}
+	for _, tr := range trs {
+		switch tr.RootName() {
+		case "step":
+			s.UsesSteps = true
+		case "each":
+			s.UsesEach = true
+		}
 		b.checkTraversal(tr, sc)
 	}
 }

@@ -44,11 +44,14 @@ func (s *Step) Decode(ctx *hcl.EvalContext) (*StepConfig, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return cfg, diags
 	}
-	args, paths := args.UnmarkDeepWithPaths()
-	for _, pm := range paths {
-		v, err := pm.Path.Apply(args)
-		if err == nil {
-			cfg.Secrets = append(cfg.Secrets, secretStrings(v)...)
+	if args.ContainsMarked() {
+		var paths []cty.PathValueMarks
+		args, paths = args.UnmarkDeepWithPaths()
+		for _, pm := range paths {
+			v, err := pm.Path.Apply(args)
+			if err == nil {
+				cfg.Secrets = append(cfg.Secrets, secretStrings(v)...)
+			}
 		}
 	}
 	cfg.Args = args

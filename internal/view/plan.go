@@ -4,6 +4,7 @@
 package view
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -334,43 +335,81 @@ func JSONValue(v cty.Value) any {
 
 // BuildJSON converts a plan result.
 func BuildJSON(h Header, r *engine.PlanResult) JSONPlan {
+	jp := jsonHead(h, r)
+	for _, s := range r.Steps {
+		jp.Steps = append(jp.Steps, jsonStep(s))
+	}
+	return jp
+}
+
+func jsonHead(h Header, r *engine.PlanResult) JSONPlan {
 	jp := JSONPlan{FormatVersion: "1", Runbook: h.Name, Files: h.Files, Offline: h.Offline, PlanHash: h.PlanHash, VarsHash: h.VarsHash,
 		Variables: h.Variables, Summary: Count(r), Steps: []JSONStep{}, Diagnostics: Diags(r.Diags)}
 	if jp.Variables == nil {
 		jp.Variables = []Variable{}
 	}
-	for _, s := range r.Steps {
-		js := JSONStep{Address: s.Address, Kind: s.Step.Kind, Step: s.Step.Name, Batch: s.Batch, Action: action(s), Summary: summary(s)}
-		if s.Step.Phase != nil {
-			js.Phase = s.Step.Phase.Name
-		}
-		if s.Node != nil {
-			js.Node = s.Node.Name
-		}
-		if s.Err != nil {
-			js.Error = s.Err.Error()
-		}
-		for _, d := range s.Diags {
-			js.Error = strings.TrimPrefix(js.Error+"; "+d.Summary+": "+d.Detail, "; ")
-		}
-		if ch := s.Change; ch != nil && s.Skip == "" {
-			js.Commands, js.Details, js.Warnings, js.Blockers = ch.Commands, ch.Details, ch.Warnings, ch.Blockers
-			if ch.Outputs != cty.NilVal && !ch.Outputs.IsNull() {
-				if m, ok := JSONValue(ch.Outputs).(map[string]any); ok && len(m) > 0 {
-					js.Outputs = m
-				}
-			}
-		}
-		jp.Steps = append(jp.Steps, js)
-	}
 	return jp
 }
 
-// JSON writes the dry-run as one JSON document.
+func jsonStep(s *engine.PlannedStep) JSONStep {
+	js := JSONStep{Address: s.Address, Kind: s.Step.Kind, Step: s.Step.Name, Batch: s.Batch, Action: action(s), Summary: summary(s)}
+	if s.Step.Phase != nil {
+		js.Phase = s.Step.Phase.Name
+	}
+	if s.Node != nil {
+		js.Node = s.Node.Name
+	}
+	if s.Err != nil {
+		js.Error = s.Err.Error()
+	}
+	for _, d := range s.Diags {
+		js.Error = strings.TrimPrefix(js.Error+"; "+d.Summary+": "+d.Detail, "; ")
+	}
+	if ch := s.Change; ch != nil && s.Skip == "" {
+		js.Commands, js.Details, js.Warnings, js.Blockers = ch.Commands, ch.Details, ch.Warnings, ch.Blockers
+		if ch.Outputs != cty.NilVal && !ch.Outputs.IsNull() {
+			if m, ok := JSONValue(ch.Outputs).(map[string]any); ok && len(m) > 0 {
+				js.Outputs = m
+			}
+		}
+	}
+	return js
+}
+
+// JSON writes the dry-run as one JSON document, streaming the steps so that
+// a plan of tens of thousands of steps is never held twice in memory.
 func JSON(w io.Writer, h Header, r *engine.PlanResult) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(BuildJSON(h, r))
+	head, err := json.MarshalIndent(jsonHead(h, r), "", "  ")
+	if err != nil {
+		return err
+	}
+	// Splice the steps into the head's empty "steps": [] array.
+	const empty = `"steps": [],`
+	k := strings.Index(string(head), empty)
+	if k < 0 {
+		return fmt.Errorf("view: unexpected JSON head")
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head[:k])
+	bw.WriteString(`"steps": [`)
+	for i, s := range r.Steps {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n    ")
+		b, err := json.Marshal(jsonStep(s))
+		if err != nil {
+			return err
+		}
+		bw.Write(b)
+	}
+	if len(r.Steps) > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("],")
+	bw.Write(head[k+len(empty):])
+	bw.WriteByte('\n')
+	return bw.Flush()
 }
 
 // SortVariables orders variables by name.

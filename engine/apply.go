@@ -66,6 +66,8 @@ type AppliedStep struct {
 	Resumed  bool // skipped because an earlier attempt of the run finished it
 	// OnFailure is the step's policy, once its arguments are decoded.
 	OnFailure string
+	// Secrets are the strings to mask in anything recorded about the step.
+	Secrets []string
 	timeout   time.Duration
 }
 
@@ -236,7 +238,7 @@ func (a *Applier) runStep(ctx context.Context, prog *Program, as *AppliedStep, e
 	if diags.HasErrors() {
 		return a.fail(as, fmt.Errorf("%s: %s", as.Address, diags.Error()), false, unknown)
 	}
-	as.OnFailure = cfg.OnFailure
+	as.OnFailure, as.Secrets = cfg.OnFailure, cfg.Secrets
 	if !cfg.Args.IsWhollyKnown() {
 		return a.fail(as, fmt.Errorf("%s: an argument depends on a value that is still unknown (an output of a step that did not run)", as.Address), false, unknown)
 	}

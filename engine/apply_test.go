@@ -84,7 +84,12 @@ type memRecorder struct {
 	recs []string
 }
 
-func (m *memRecorder) add(s string) error { m.mu.Lock(); m.recs = append(m.recs, s); m.mu.Unlock(); return nil }
+func (m *memRecorder) add(s string) error {
+	m.mu.Lock()
+	m.recs = append(m.recs, s)
+	m.mu.Unlock()
+	return nil
+}
 func (m *memRecorder) StepStarted(s *engine.AppliedStep, _ int) error {
 	return m.add("started " + s.Address)
 }

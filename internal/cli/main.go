@@ -100,6 +100,8 @@ every node; 'runbook apply' carries it out.`,
 		newValidate(stdio),
 		newPlan(stdio),
 		newApply(stdio),
+		newResume(stdio),
+		newUnlock(stdio),
 		newKinds(stdio),
 		newFmt(stdio),
 		newVersion(stdio),
@@ -115,17 +117,6 @@ func newVersion(stdio *IO) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(stdio.Out, "runbook %s\n", Version)
 			return nil
-		},
-	}
-}
-
-func newApply(stdio *IO) *cobra.Command {
-	return &cobra.Command{
-		Use:   "apply FILE...",
-		Short: "Carry out a plan (not implemented yet: use 'runbook plan')",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return &exitError{code: ExitError, err: errors.New("apply is not implemented yet in this version of runbook; 'runbook plan' shows what a plan would do")}
 		},
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/runbookhq/runbook/plans"
 	"github.com/zclconf/go-cty/cty"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // OwnerAnnotation marks a cordon made by runbook; its value is the run id.
@@ -84,9 +86,78 @@ func (Cordon) Plan(ctx context.Context, req *engine.Request) (*engine.Change, er
 	return ch, nil
 }
 
-// Apply implements engine.Kind.
-func (Cordon) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "cordon", What: "apply"}
+// Apply implements engine.Kind: it cordons the node and marks the cordon
+// as this run's own.
+func (Cordon) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
+	kc, err := req.Env.KubeClient(ctx)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	was, err := Set(ctx, kc, req.NodeName(), true, req.Env.RunID)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	req.Emit("cordoned", "cordoned "+req.NodeName(), map[string]any{"was_unschedulable": was})
+	return cty.ObjectVal(map[string]cty.Value{"was_unschedulable": cty.BoolVal(was)}), nil
+}
+
+// Revert implements engine.Reverter: it undoes a cordon this run made.
+func (Cordon) Revert(ctx context.Context, req *engine.Request) error {
+	kc, err := req.Env.KubeClient(ctx)
+	if err != nil {
+		return err
+	}
+	return RevertOwn(ctx, kc, req.NodeName(), req.Env.RunID)
+}
+
+// Set makes a node unschedulable (annotated with the owning run) or
+// schedulable (removing the annotation), with a conflict-safe update. It
+// returns whether the node was unschedulable before. Cordoning a node that
+// is already cordoned never takes ownership of that cordon.
+func Set(ctx context.Context, kc kubernetes.Interface, name string, unschedulable bool, runID string) (bool, error) {
+	var was bool
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := kc.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		was = n.Spec.Unschedulable
+		if was == unschedulable {
+			return nil
+		}
+		n.Spec.Unschedulable = unschedulable
+		if unschedulable {
+			if n.Annotations == nil {
+				n.Annotations = map[string]string{}
+			}
+			n.Annotations[OwnerAnnotation] = runID
+		} else {
+			delete(n.Annotations, OwnerAnnotation)
+		}
+		_, err = kc.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		verb := "uncordoning"
+		if unschedulable {
+			verb = "cordoning"
+		}
+		return was, fmt.Errorf("%s %s: %w", verb, name, err)
+	}
+	return was, nil
+}
+
+// RevertOwn uncordons a node only if this run's cordon is on it.
+func RevertOwn(ctx context.Context, kc kubernetes.Interface, name, runID string) error {
+	n, err := kc.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading node %s: %w", name, err)
+	}
+	if !n.Spec.Unschedulable || n.Annotations[OwnerAnnotation] != runID {
+		return nil
+	}
+	_, err = Set(ctx, kc, name, false, runID)
+	return err
 }
 
 // Plan implements engine.Kind.
@@ -141,7 +212,29 @@ func cordonedEarlier(req *engine.Request) bool {
 	return false
 }
 
-// Apply implements engine.Kind.
-func (Uncordon) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "uncordon", What: "apply"}
+// Apply implements engine.Kind: it uncordons the node if a runbook run
+// cordoned it (or force is set); a cordon made by someone else stays.
+func (Uncordon) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
+	kc, err := req.Env.KubeClient(ctx)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	name := req.NodeName()
+	n, err := kc.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return cty.NilVal, fmt.Errorf("reading node %s: %w", name, err)
+	}
+	done := false
+	switch {
+	case !n.Spec.Unschedulable:
+	case n.Annotations[OwnerAnnotation] == "" && !req.Args.Bool("force"):
+		req.Emit("left_cordoned", name+" was cordoned before this run, not by runbook: left cordoned", nil)
+	default:
+		if _, err := Set(ctx, kc, name, false, req.Env.RunID); err != nil {
+			return cty.NilVal, err
+		}
+		done = true
+		req.Emit("uncordoned", "uncordoned "+name, nil)
+	}
+	return cty.ObjectVal(map[string]cty.Value{"uncordoned": cty.BoolVal(done)}), nil
 }

@@ -230,8 +230,3 @@ func ownerLookup(ctx context.Context, kc kubernetes.Interface) OwnerExists {
 		return memo[key], nil
 	}
 }
-
-// Apply implements engine.Kind.
-func (Kind) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "drain", What: "apply"}
-}

@@ -89,11 +89,6 @@ func Conditions(cs []corev1.NodeCondition) string {
 	return strings.Join(parts, ", ")
 }
 
-// Apply implements engine.Kind.
-func (Node) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "wait_node", What: "apply"}
-}
-
 // Plan implements engine.Kind.
 func (Workloads) Plan(ctx context.Context, req *engine.Request) (*engine.Change, error) {
 	ns := req.Args.Strings("namespaces")
@@ -104,9 +99,4 @@ func (Workloads) Plan(ctx context.Context, req *engine.Request) (*engine.Change,
 	return &engine.Change{Action: engine.ActionRead,
 		Summary: "wait until the PDBs drained earlier are healthy again and workloads in " + where + " are available",
 		Details: []string{fmt.Sprintf("gives up after %s naming what is not available", req.Config.Timeout)}}, nil
-}
-
-// Apply implements engine.Kind.
-func (Workloads) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "wait_workloads", What: "apply"}
 }

@@ -1,0 +1,521 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/runbookhq/runbook/engine"
+	"github.com/runbookhq/runbook/internal/journal"
+	"github.com/runbookhq/runbook/internal/kube"
+	"github.com/runbookhq/runbook/internal/lock"
+	"github.com/runbookhq/runbook/internal/nodes"
+	"github.com/runbookhq/runbook/internal/view"
+	"github.com/runbookhq/runbook/plans"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Exit codes of apply beyond the common ones.
+const (
+	ExitLocked      = 4   // another run holds the cluster lock
+	ExitInterrupted = 130 // stopped by Ctrl-C; resumable
+)
+
+type applyOptions struct {
+	vf          varFlags
+	autoApprove bool
+	resume      bool
+	fresh       bool
+	force       bool
+	output      string
+	kubeconfig  string
+	context     string
+	journalDir  string
+	noLock      bool
+}
+
+func newApply(stdio *IO) *cobra.Command {
+	var o applyOptions
+	cmd := &cobra.Command{
+		Use:   "apply PLAN",
+		Short: "Carry out a plan, node by node, with a journal and a cluster lock",
+		Long: `Carry out a plan: show it, ask for confirmation (or --auto-approve), take the
+cluster lock, then run the steps, recording each in the journal
+(.runbook/<runbook>/<run id>.jsonl beside the plan).
+
+A failed or interrupted run resumes with --resume: steps that finished are
+not run again; a step that started and never finished is checked before
+anything is redone. The first Ctrl-C lets running steps finish and stops;
+a second cancels them.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runApply(cmd.Context(), stdio, args[0], o)
+		},
+	}
+	o.vf.register(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&o.autoApprove, "auto-approve", false, "do not ask for confirmation")
+	f.BoolVar(&o.resume, "resume", false, "resume the last unfinished run of this plan")
+	f.BoolVar(&o.fresh, "new", false, "start a new run even though the last one did not finish")
+	f.BoolVar(&o.force, "force", false, "with --resume: resume although the plan or its variables changed")
+	f.StringVarP(&o.output, "output", "o", "text", "progress format: text, or json (one event per line)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: the plan's cluster block, then as kubectl)")
+	f.StringVar(&o.context, "context", "", "kubeconfig context")
+	f.StringVar(&o.journalDir, "journal-dir", "", "where journals are kept (default: .runbook/<runbook> beside the plan)")
+	f.BoolVar(&o.noLock, "no-lock", false, "do not take the cluster lock (dangerous: two runs may act at once)")
+	return cmd
+}
+
+func newResume(stdio *IO) *cobra.Command {
+	a := newApply(stdio)
+	a.Use = "resume PLAN"
+	a.Short = "Resume the last unfinished run of a plan (apply --resume)"
+	a.Long = ""
+	run := a.RunE
+	a.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := cmd.Flags().Set("resume", "true"); err != nil {
+			return err
+		}
+		return run(cmd, args)
+	}
+	return a
+}
+
+func newUnlock(stdio *IO) *cobra.Command {
+	var kubeconfig, kctx string
+	cmd := &cobra.Command{
+		Use:   "unlock RUN_ID",
+		Short: "Break the cluster lock held by a run that is gone",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := kube.Config(kubeconfig, kctx)
+			if err != nil {
+				return &exitError{code: ExitError, err: err}
+			}
+			kc, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return &exitError{code: ExitError, err: err}
+			}
+			ctx := context.Background()
+			cur, err := lock.Current(ctx, kc)
+			if err != nil {
+				return &exitError{code: ExitError, err: err}
+			}
+			if cur == nil {
+				fmt.Fprintln(stdio.Out, "The cluster is not locked.")
+				return nil
+			}
+			if err := lock.Break(ctx, kc, args[0]); err != nil {
+				return &exitError{code: ExitError, err: err}
+			}
+			fmt.Fprintf(stdio.Out, "Broke the lock of run %s (held by %s since %s).\n", cur.RunID, cur.Holder, cur.Since.Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file")
+	cmd.Flags().StringVar(&kctx, "context", "", "kubeconfig context")
+	return cmd
+}
+
+func newRunID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error {
+	if o.output != "text" && o.output != "json" {
+		return usageError("-o %q: apply writes text or json", o.output)
+	}
+	if o.resume && o.fresh {
+		return usageError("--resume and --new exclude each other")
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	l := load(stdio, arg, o.vf, false)
+	if !l.diags.HasErrors() {
+		l.diags = append(l.diags, engine.Validate(l.vals)...)
+	}
+	if l.diags.HasErrors() {
+		l.writeDiags(stdio)
+		return errQuiet(ExitError, "invalid plan")
+	}
+	cs, d := l.vals.Cluster()
+	if d.HasErrors() {
+		l.diags = append(l.diags, d...)
+		l.writeDiags(stdio)
+		return errQuiet(ExitError, "invalid plan")
+	}
+	if o.kubeconfig != "" {
+		cs.Kubeconfig = o.kubeconfig
+	}
+	if o.context != "" {
+		cs.Context = o.context
+	}
+	cfg, err := kube.Config(cs.Kubeconfig, cs.Context)
+	if err != nil {
+		return &exitError{code: ExitError, err: err}
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return &exitError{code: ExitError, err: err}
+	}
+	h := header(l, false)
+
+	// Journal: find the last run of this plan.
+	jdir := o.journalDir
+	if jdir == "" {
+		jdir = journal.Dir(l.plan.BaseDir, l.plan.RunbookName())
+	}
+	runID := newRunID()
+	var prior map[string]engine.Prior
+	latest, _ := journal.Latest(jdir)
+	if latest != "" {
+		recs, err := journal.Read(latest)
+		if err != nil {
+			return &exitError{code: ExitError, err: fmt.Errorf("reading the last journal: %w", err)}
+		}
+		sum := journal.Fold(recs)
+		unfinished := !sum.Finished || sum.Status != "succeeded"
+		switch {
+		case o.resume && !unfinished:
+			return &exitError{code: ExitError, err: fmt.Errorf("the last run (%s) finished; nothing to resume (run apply without --resume)", sum.RunID)}
+		case o.resume:
+			if (sum.PlanHash != h.PlanHash || sum.VarsHash != h.VarsHash) && !o.force {
+				return &exitError{code: ExitError, err: fmt.Errorf("run %s was made from another version of the plan or its variables (plan %s vars %s, now plan %s vars %s); resuming it with this one could skip or repeat steps: use --force to resume anyway, or --new to start over", sum.RunID, sum.PlanHash, sum.VarsHash, h.PlanHash, h.VarsHash)}
+			}
+			runID = sum.RunID
+			prior = journal.Priors(sum, schemaByAddress(l.plan))
+		case unfinished && !o.fresh:
+			return &exitError{code: ExitError, err: fmt.Errorf("the last run of this plan (%s, %s) did not finish: resume it with --resume, or start a new run with --new", sum.RunID, filepath.Base(latest))}
+		}
+	} else if o.resume {
+		return &exitError{code: ExitError, err: fmt.Errorf("no journal in %s: nothing to resume", jdir)}
+	}
+
+	env := &engine.Env{RunID: runID, Kube: func(context.Context) (kubernetes.Interface, error) { return kc, nil }}
+	prog, diags := engine.Expand(ctx, l.vals, kube.Inventories{Client: kc})
+	if diags.HasErrors() {
+		l.diags = append(l.diags, diags...)
+		l.writeDiags(stdio)
+		return errQuiet(ExitError, "invalid plan")
+	}
+	dialer := nodes.New(nil, nil)
+	defer dialer.Close()
+	env.Node = dialer.Runner
+	lines, pd := preflight(ctx, dialer, prog)
+	h.Preflight = lines
+	if pd.HasErrors() {
+		view.WriteDiags(stdio.Err, l.plan.Files, pd, false)
+		return errQuiet(ExitError, "node pre-flight failed: nothing was changed")
+	}
+
+	// The dry-run, shown before anything changes; refusals stop here.
+	planRes := (&engine.Planner{Kinds: l.kinds, Env: env}).Plan(ctx, prog)
+	if o.output == "text" {
+		view.Text(stdio.Out, h, planRes)
+	}
+	if planRes.Failed() || view.Count(planRes).Failed > 0 {
+		if o.output == "json" {
+			_ = view.JSON(stdio.Out, h, planRes)
+		}
+		return errQuiet(ExitError, "the plan has errors or refusals: nothing was changed")
+	}
+	if !o.autoApprove {
+		ok, err := confirm(stdio, "Apply this plan?")
+		if err != nil {
+			return &exitError{code: ExitError, err: err}
+		}
+		if !ok {
+			fmt.Fprintln(stdio.Err, "Apply cancelled: nothing was changed.")
+			return errQuiet(ExitError, "cancelled")
+		}
+	}
+
+	var lk *lock.Lock
+	if !o.noLock {
+		lk, err = lock.Acquire(ctx, kc, runID, l.plan.RunbookName(), h.PlanHash)
+		if err != nil {
+			var held *lock.HeldError
+			if errors.As(err, &held) {
+				return &exitError{code: ExitLocked, err: err}
+			}
+			return &exitError{code: ExitError, err: err}
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := lk.Release(rctx); err != nil {
+				fmt.Fprintf(stdio.Err, "warning: %v\n", err)
+			}
+		}()
+	}
+
+	j, err := journal.Open(jdir, runID)
+	if err != nil {
+		return &exitError{code: ExitError, err: err}
+	}
+	defer j.Close()
+	if err := j.Append(journal.Record{Type: journal.RunStarted, RunID: runID, Runbook: l.plan.RunbookName(), PlanHash: h.PlanHash, VarsHash: h.VarsHash, Files: l.plan.Filenames}); err != nil {
+		return &exitError{code: ExitError, err: err}
+	}
+	before, err := snapshotNodes(ctx, kc, prog)
+	if err != nil {
+		return &exitError{code: ExitError, err: err}
+	}
+	for _, n := range sortedNodeNames(before) {
+		_ = j.Append(journal.Record{Type: journal.NodeState, Node: n, State: before[n].asMap()})
+	}
+
+	// Interrupts: the first lets running steps finish, the second cancels.
+	stop := make(chan struct{})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintln(stdio.Err, "\nInterrupt: letting running steps finish, then stopping. Press Ctrl-C again to cancel them.")
+				close(stop)
+			} else {
+				fmt.Fprintln(stdio.Err, "\nSecond interrupt: cancelling running steps.")
+				cancel()
+				return
+			}
+		}
+	}()
+
+	prog2 := progress{out: stdio.Out, json: o.output == "json", j: j}
+	env.Emit = prog2.emit
+	ap := &engine.Applier{Kinds: l.kinds, Env: env, Recorder: journal.Recorder{J: j}, Prior: prior, Stop: stop,
+		Confirm: func(ctx context.Context, s *engine.AppliedStep) (bool, error) {
+			if o.autoApprove {
+				return true, nil
+			}
+			return confirm(stdio, fmt.Sprintf("Run %s?", s.Address))
+		}}
+	started := time.Now()
+	res := ap.Apply(runCtx, prog)
+	status := "succeeded"
+	switch {
+	case res.Failed:
+		status = "failed"
+	case res.Stopped:
+		status = "interrupted"
+	}
+	_ = j.Append(journal.Record{Type: journal.RunFinished, RunID: runID, Status: status})
+	afterCtx, cancelAfter := context.WithTimeout(context.Background(), 10*time.Second)
+	after, _ := snapshotNodes(afterCtx, kc, prog)
+	cancelAfter()
+	if o.output == "text" {
+		summary(stdio.Out, res, before, after, time.Since(started))
+	}
+	if lk != nil && lk.Lost() != nil {
+		fmt.Fprintf(stdio.Err, "warning: %v\n", lk.Lost())
+	}
+	resumeHint := fmt.Sprintf("Resume with: runbook apply --resume %s (run %s, journal %s)", arg, runID, j.Path())
+	switch status {
+	case "failed":
+		fmt.Fprintln(stdio.Err, resumeHint)
+		return errQuiet(ExitError, "apply failed")
+	case "interrupted":
+		fmt.Fprintln(stdio.Err, resumeHint)
+		return errQuiet(ExitInterrupted, "interrupted")
+	}
+	return nil
+}
+
+func schemaByAddress(p *plans.Plan) func(string) *plans.KindSchema {
+	return func(addr string) *plans.KindSchema {
+		for _, s := range p.Steps() {
+			if addr == s.Address() || strings.HasPrefix(addr, s.Address()+"[") {
+				return s.Schema
+			}
+		}
+		return nil
+	}
+}
+
+func confirm(stdio *IO, q string) (bool, error) {
+	f, ok := stdio.In.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false, errors.New("no terminal to confirm on: run with --auto-approve")
+	}
+	fmt.Fprintf(stdio.Err, "%s Only 'yes' is accepted: ", q)
+	s, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil && s == "" {
+		return false, err
+	}
+	return strings.TrimSpace(s) == "yes", nil
+}
+
+// nodeState is what the summary and the journal keep of a node.
+type nodeState struct {
+	Unschedulable bool
+	CordonedBy    string
+	Kubelet       string
+	Ready         bool
+}
+
+func (n nodeState) asMap() map[string]any {
+	return map[string]any{"unschedulable": n.Unschedulable, "cordoned_by": n.CordonedBy, "kubelet": n.Kubelet, "ready": n.Ready}
+}
+
+func (n nodeState) String() string {
+	s := "schedulable"
+	if n.Unschedulable {
+		s = "cordoned"
+		if n.CordonedBy != "" {
+			s += " (by run " + n.CordonedBy + ")"
+		}
+	}
+	r := "NotReady"
+	if n.Ready {
+		r = "Ready"
+	}
+	return fmt.Sprintf("%s, %s, kubelet %s", r, s, n.Kubelet)
+}
+
+// snapshotNodes records every plan node's state with one LIST.
+func snapshotNodes(ctx context.Context, kc kubernetes.Interface, prog *engine.Program) (map[string]nodeState, error) {
+	want := map[string]bool{}
+	for _, u := range prog.Units {
+		for _, n := range u.Nodes {
+			want[n.Name] = true
+		}
+	}
+	out := map[string]nodeState{}
+	if len(want) == 0 {
+		return out, nil
+	}
+	l, err := kc.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("recording node state: %w", err)
+	}
+	for _, n := range l.Items {
+		if !want[n.Name] {
+			continue
+		}
+		st := nodeState{Unschedulable: n.Spec.Unschedulable, CordonedBy: n.Annotations["runbook.dev/cordoned-by"], Kubelet: n.Status.NodeInfo.KubeletVersion}
+		for _, c := range n.Status.Conditions {
+			if c.Type == "Ready" && c.Status == "True" {
+				st.Ready = true
+			}
+		}
+		out[n.Name] = st
+	}
+	return out, nil
+}
+
+func sortedNodeNames(m map[string]nodeState) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return plans.NaturalLess(out[i], out[j]) })
+	return out
+}
+
+// progress prints events as they come: plain lines, or JSON lines.
+type progress struct {
+	mu   sync.Mutex
+	out  io.Writer
+	json bool
+	j    *journal.Journal
+}
+
+func (p *progress) emit(e engine.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(p.out, "%s\n", b)
+		return
+	}
+	where := e.Node
+	if where == "" {
+		where = "-"
+	}
+	what := e.Step
+	if what == "" {
+		what = e.Type
+	}
+	msg := e.Message
+	switch e.Type {
+	case engine.EventStepStarted:
+		msg = "started"
+	case engine.EventStepFinished:
+		msg = "done: " + msg
+	case engine.EventStepFailed:
+		msg = "FAILED: " + msg
+	}
+	fmt.Fprintf(p.out, "%s  %-12s %-18s %s\n", e.Time.Format("15:04:05"), where, what, msg)
+}
+
+func summary(w io.Writer, res *engine.ApplyResult, before, after map[string]nodeState, took time.Duration) {
+	type tally struct{ done, skipped, failed, pending int }
+	per := map[string]*tally{}
+	var order []string
+	for _, s := range res.Steps {
+		n := "(cluster)"
+		if s.Node != nil {
+			n = s.Node.Name
+		}
+		t := per[n]
+		if t == nil {
+			t = &tally{}
+			per[n] = t
+			order = append(order, n)
+		}
+		switch s.Status {
+		case engine.StatusDone:
+			t.done++
+		case engine.StatusSkipped:
+			t.skipped++
+		case engine.StatusFailed:
+			t.failed++
+		default:
+			t.pending++
+		}
+	}
+	fmt.Fprintf(w, "\nSummary (%s):\n", took.Round(time.Second))
+	for _, n := range order {
+		t := per[n]
+		line := fmt.Sprintf("  %-14s %d done, %d skipped, %d failed, %d not run", n, t.done, t.skipped, t.failed, t.pending)
+		if b, ok := before[n]; ok {
+			a := after[n]
+			if b != a {
+				line += fmt.Sprintf("; was %s, now %s", b, a)
+			} else {
+				line += "; unchanged: " + a.String()
+			}
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, s := range res.Steps {
+		if s.Status == engine.StatusFailed {
+			fmt.Fprintf(w, "  failed: %s: %v\n", s.Address, s.Err)
+		}
+	}
+}

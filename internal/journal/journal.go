@@ -90,35 +90,35 @@ func Open(dir, runID string) (*Journal, error) {
 		return nil, fmt.Errorf("journal directory: %w", err)
 	}
 	p := Path(dir, runID)
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening journal: %w", err)
 	}
-	// A torn last line from a crash must not glue itself to the next record.
-	if st, err := f.Stat(); err == nil && st.Size() > 0 {
-		if last, err := lastByte(p); err == nil && last != '\n' {
-			if _, err := f.Write([]byte{'\n'}); err != nil {
-				f.Close()
-				return nil, err
-			}
-		}
+	// A torn last line from a crash is cut off, so that the records this
+	// run appends next follow whole lines and the journal stays readable.
+	if err := cutTornTail(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("repairing journal %s: %w", p, err)
 	}
 	return &Journal{f: f, path: p}, nil
 }
 
-func lastByte(p string) (byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
+func cutTornTail(f *os.File) error {
 	st, err := f.Stat()
 	if err != nil || st.Size() == 0 {
-		return '\n', err
+		return err
 	}
-	b := make([]byte, 1)
-	_, err = f.ReadAt(b, st.Size()-1)
-	return b[0], err
+	// Records are small; the torn part is within the last 16 MiB.
+	n := min(st.Size(), 16<<20)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, st.Size()-n); err != nil && err != io.EOF {
+		return err
+	}
+	if buf[len(buf)-1] == '\n' {
+		return nil
+	}
+	keep := st.Size() - n + int64(bytes.LastIndexByte(buf, '\n')+1)
+	return f.Truncate(keep)
 }
 
 // Path is the file this journal writes.

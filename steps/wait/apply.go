@@ -19,7 +19,10 @@ import (
 
 // nodeReady says whether a node is Ready with a heartbeat at or after since,
 // and at the wanted kubelet version ("" for any); why says what is missing.
-func nodeReady(n *corev1.Node, since time.Time, want string) (ok bool, why string) {
+// The heartbeat is the newer of the Ready condition's and the node Lease's
+// (kubelets renew their Lease every 10 s but rewrite the condition only
+// every few minutes when nothing changes).
+func nodeReady(n *corev1.Node, lease time.Time, since time.Time, want string) (ok bool, why string) {
 	var ready *corev1.NodeCondition
 	for i := range n.Status.Conditions {
 		if n.Status.Conditions[i].Type == corev1.NodeReady {
@@ -31,8 +34,12 @@ func nodeReady(n *corev1.Node, since time.Time, want string) (ok bool, why strin
 		return false, "no Ready condition yet"
 	case ready.Status != corev1.ConditionTrue:
 		return false, fmt.Sprintf("Ready=%s (%s)", ready.Status, ready.Reason)
-	case ready.LastHeartbeatTime.Time.Before(since.Truncate(time.Second)):
-		return false, fmt.Sprintf("no heartbeat since the step started (last %s)", ready.LastHeartbeatTime.Format(time.RFC3339))
+	case ready.LastHeartbeatTime.Time.Before(since.Truncate(time.Second)) && lease.Before(since):
+		last := ready.LastHeartbeatTime.Time
+		if lease.After(last) {
+			last = lease
+		}
+		return false, fmt.Sprintf("no heartbeat since the step started (last %s)", last.Format(time.RFC3339))
 	case want != "" && strings.TrimPrefix(n.Status.NodeInfo.KubeletVersion, "v") != want:
 		return false, fmt.Sprintf("kubelet %s, waiting for v%s", n.Status.NodeInfo.KubeletVersion, want)
 	}
@@ -63,6 +70,13 @@ func (Node) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	last := "not seen yet"
 	var lastNode *corev1.Node
+	renewed := func() time.Time {
+		l, err := kc.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || l.Spec.RenewTime == nil {
+			return time.Time{}
+		}
+		return l.Spec.RenewTime.Time
+	}
 	for {
 		l, err := kc.CoreV1().Nodes().List(ctx, metav1.ListOptions{FieldSelector: sel})
 		if err != nil {
@@ -70,7 +84,7 @@ func (Node) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 		}
 		if len(l.Items) == 1 {
 			lastNode = &l.Items[0]
-			ok, why := nodeReady(lastNode, since, want)
+			ok, why := nodeReady(lastNode, renewed(), since, want)
 			if ok {
 				return cty.ObjectVal(map[string]cty.Value{"kubelet_version": cty.StringVal(lastNode.Status.NodeInfo.KubeletVersion)}), nil
 			}
@@ -83,7 +97,7 @@ func (Node) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 		if err != nil {
 			return cty.NilVal, timeoutOr(ctx, name, last, lastNode, fmt.Errorf("watching node %s: %w", name, err))
 		}
-		done, out, err := watchNode(ctx, req, w, since, want, &last, &lastNode)
+		done, out, err := watchNode(ctx, req, w, since, want, &last, &lastNode, renewed)
 		w.Stop()
 		if err != nil {
 			return cty.NilVal, timeoutOr(ctx, name, last, lastNode, err)
@@ -94,13 +108,25 @@ func (Node) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 	}
 }
 
-func watchNode(ctx context.Context, req *engine.Request, w watch.Interface, since time.Time, want string, last *string, lastNode **corev1.Node) (bool, cty.Value, error) {
-	// Heartbeats can only be newer than the step's start after it started;
-	// a short tick re-checks the time condition without a new event.
+func watchNode(ctx context.Context, req *engine.Request, w watch.Interface, since time.Time, want string, last *string, lastNode **corev1.Node, renewed func() time.Time) (bool, cty.Value, error) {
+	// Lease renewals are not node events: a tick re-checks the heartbeat
+	// while the node object itself is quiet.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return false, cty.NilVal, ctx.Err()
+		case <-tick.C:
+			if *lastNode == nil {
+				continue
+			}
+			if ok, why := nodeReady(*lastNode, renewed(), since, want); ok {
+				return true, cty.ObjectVal(map[string]cty.Value{"kubelet_version": cty.StringVal((*lastNode).Status.NodeInfo.KubeletVersion)}), nil
+			} else if why != *last {
+				req.Emit("waiting", fmt.Sprintf("waiting for %s: %s", (*lastNode).Name, why), nil)
+				*last = why
+			}
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return false, cty.NilVal, nil
@@ -110,7 +136,7 @@ func watchNode(ctx context.Context, req *engine.Request, w watch.Interface, sinc
 				continue
 			}
 			*lastNode = n
-			ok2, why := nodeReady(n, since, want)
+			ok2, why := nodeReady(n, renewed(), since, want)
 			if ok2 {
 				return true, cty.ObjectVal(map[string]cty.Value{"kubelet_version": cty.StringVal(n.Status.NodeInfo.KubeletVersion)}), nil
 			}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/runbookhq/runbook/internal/cli"
+	"github.com/runbookhq/runbook/internal/labtest"
 )
 
 // TestMain lets testscript run the real binary's main as "runbook".
@@ -26,6 +27,34 @@ func TestScripts(t *testing.T) {
 			env.Setenv("EXAMPLES", mustAbs("../../examples"))
 			env.Setenv("NO_COLOR", "1")
 			return nil
+		},
+	})
+}
+
+// TestLabScripts runs testdata/scripts/lab against real labs: each script
+// starts its own with `lab up [SCENARIO]`, which sets $KUBECONFIG.
+func TestLabScripts(t *testing.T) {
+	labtest.Bin(t) // skips in -short mode, fails when the lab is not built
+	testscript.Run(t, testscript.Params{
+		Dir: "../../testdata/scripts/lab",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("EXAMPLES", mustAbs("../../examples"))
+			env.Setenv("NO_COLOR", "1")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"lab": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 1 || args[0] != "up" {
+					ts.Fatalf("usage: lab up [scenario]")
+				}
+				o := labtest.Options{}
+				if len(args) > 1 {
+					o.Scenario = args[1]
+				}
+				l := labtest.Up(t, o)
+				ts.Setenv("KUBECONFIG", l.Kubeconfig)
+				ts.Setenv("LABDIR", l.Dir)
+			},
 		},
 	})
 }

@@ -186,6 +186,7 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	}
 	runID := newRunID()
 	var prior map[string]engine.Prior
+	var priorNodes map[string]map[string]any
 	latest, _ := journal.Latest(jdir)
 	if latest != "" {
 		recs, err := journal.Read(latest)
@@ -203,6 +204,7 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 			}
 			runID = sum.RunID
 			prior = journal.Priors(sum, schemaByAddress(l.plan))
+			priorNodes = sum.Nodes
 		case unfinished && !o.fresh:
 			return &exitError{code: ExitError, err: fmt.Errorf("the last run of this plan (%s, %s) did not finish: resume it with --resume, or start a new run with --new", sum.RunID, filepath.Base(latest))}
 		}
@@ -281,6 +283,12 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		return &exitError{code: ExitError, err: err}
 	}
 	for _, n := range sortedNodeNames(before) {
+		if st, ok := priorNodes[n]; ok {
+			// Resuming: the state before the run's first change is the one
+			// the first attempt recorded.
+			before[n] = stateFromMap(st)
+			continue
+		}
 		_ = j.Append(journal.Record{Type: journal.NodeState, Node: n, State: before[n].asMap()})
 	}
 
@@ -380,6 +388,15 @@ type nodeState struct {
 
 func (n nodeState) asMap() map[string]any {
 	return map[string]any{"unschedulable": n.Unschedulable, "cordoned_by": n.CordonedBy, "kubelet": n.Kubelet, "ready": n.Ready}
+}
+
+func stateFromMap(m map[string]any) nodeState {
+	var n nodeState
+	n.Unschedulable, _ = m["unschedulable"].(bool)
+	n.CordonedBy, _ = m["cordoned_by"].(string)
+	n.Kubelet, _ = m["kubelet"].(string)
+	n.Ready, _ = m["ready"].(bool)
+	return n
 }
 
 func (n nodeState) String() string {

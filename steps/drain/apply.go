@@ -24,8 +24,9 @@ import (
 )
 
 // EvictRetryDelay is the pause between refused evictions of one pod (HTTP
-// 429 from a PodDisruptionBudget), as kubectl's default.
-var EvictRetryDelay = 5 * time.Second
+// 429 from a PodDisruptionBudget). kubectl waits 5 s; 2 s notices a PDB that
+// allows a disruption again sooner, at one request per blocked pod.
+var EvictRetryDelay = 2 * time.Second
 
 // evicted remembers, per run and step instance, whether a drain removed any
 // pod: a failed drain may only be reverted (uncordoned) when it changed
@@ -60,10 +61,15 @@ func (Kind) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 	if len(blockers) > 0 {
 		return cty.NilVal, fmt.Errorf("drain of %s refused before any change (the node is still schedulable):\n  - %s", node, strings.Join(blockers, "\n  - "))
 	}
-	if _, err := cordon.Set(ctx, kc, node, true, req.Env.RunID); err != nil {
+	was, err := cordon.Set(ctx, kc, node, true, req.Env.RunID)
+	if err != nil {
 		return cty.NilVal, err
 	}
-	req.Emit("cordoned", "cordoned "+node, nil)
+	if was {
+		req.Emit("already_cordoned", node+" is already cordoned", nil)
+	} else {
+		req.Emit("cordoned", "cordoned "+node, nil)
+	}
 
 	byID := map[string]corev1.Pod{}
 	for _, p := range pods {
@@ -215,7 +221,7 @@ func remove(ctx context.Context, kc kubernetes.Interface, req *engine.Request, t
 			return nil
 		case apierrors.IsTooManyRequests(err):
 			reason := statusReason(err)
-			req.Emit("eviction_refused", fmt.Sprintf("eviction of %s refused (429): %s; retrying in %s", id, reason, EvictRetryDelay),
+			req.Emit("eviction_refused", fmt.Sprintf("eviction of %s refused (429, attempt %d): %s; retrying in %s", id, attempt, reason, EvictRetryDelay),
 				map[string]any{"pod": id, "reason": reason, "attempt": attempt})
 			select {
 			case <-ctx.Done():

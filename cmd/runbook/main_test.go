@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -45,11 +46,16 @@ func TestLabScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"lab": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) < 1 || args[0] != "up" {
-					ts.Fatalf("usage: lab up [scenario]")
+					ts.Fatalf("usage: lab up [scenario [workers]]")
 				}
 				o := labtest.Options{}
 				if len(args) > 1 {
 					o.Scenario = args[1]
+				}
+				if len(args) > 2 {
+					if _, err := fmt.Sscan(args[2], &o.Workers); err != nil {
+						ts.Fatalf("workers: %v", err)
+					}
 				}
 				l := labtest.Up(t, o)
 				ts.Setenv("KUBECONFIG", l.Kubeconfig)

@@ -226,7 +226,7 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	h.Preflight = lines
 	if pd.HasErrors() {
 		view.WriteDiags(stdio.Err, l.plan.Files, pd, false)
-		return errQuiet(ExitError, "node pre-flight failed: nothing was changed")
+		return &exitError{code: ExitError, err: errors.New("node pre-flight failed: nothing was changed")}
 	}
 
 	// The dry-run, shown before anything changes; refusals stop here.
@@ -238,7 +238,7 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		if o.output == "json" {
 			_ = view.JSON(stdio.Out, h, planRes)
 		}
-		return errQuiet(ExitError, "the plan has errors or refusals: nothing was changed")
+		return &exitError{code: ExitError, err: errors.New("the plan has errors or refusals: nothing was changed")}
 	}
 	if !o.autoApprove {
 		ok, err := confirm(stdio, "Apply this plan?")

@@ -98,6 +98,11 @@ func (r runner) Run(ctx context.Context, cmd engine.Command) (*engine.Result, er
 	}
 	res, err := r.c.Run(ctx, sc)
 	if err != nil {
+		if errors.Is(err, sshconn.ErrInDoubt) {
+			// The command may have run: the engine treats the step as in
+			// doubt and probes before redoing it.
+			return nil, fmt.Errorf("%w: %w", engine.ErrInDoubt, err)
+		}
 		return nil, err
 	}
 	return &engine.Result{ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr), Truncated: res.Truncated, Duration: res.Duration}, nil

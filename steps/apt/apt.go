@@ -8,12 +8,15 @@ package apt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/plans"
+	"github.com/runbookhq/runbook/steps/internal/noderun"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -257,7 +260,100 @@ func offlinePlan(req *engine.Request, ws []pkgWant) *engine.Change {
 	return ch
 }
 
-// Apply implements engine.Kind.
-func (Kind) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "apt", What: "apply"}
+// Apply implements engine.Kind: it reads the node again (check-then-act),
+// unholds exactly the held packages the install changes, installs, holds
+// again in a finally path (also when the install fails), and verifies the
+// installed versions with dpkg-query.
+func (Kind) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
+	ws := wants(req)
+	names := make([]string, len(ws))
+	for i, w := range ws {
+		names[i] = w.name
+	}
+	r, err := req.Env.NodeRunner(ctx, req.Node)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if req.Args.Bool("update") {
+		if _, err := noderun.Run(ctx, req, r, req.Cmd("apt-get", "update")); err != nil {
+			return cty.NilVal, err
+		}
+	}
+	st, err := probe(ctx, req, r, names)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	resolved := map[string]string{}
+	var change, unhold, installs []string
+	for _, w := range ws {
+		c, ok := Resolve(st.cands[w.name], w.upstream)
+		if !ok {
+			return cty.NilVal, errors.New(notAvailable(w, st.cands[w.name]))
+		}
+		resolved[w.name] = c.Version
+		if st.installed[w.name] == c.Version {
+			continue
+		}
+		change = append(change, w.name)
+		installs = append(installs, w.name+"="+c.Version)
+		if st.held[w.name] {
+			unhold = append(unhold, w.name)
+		}
+	}
+	out := func() cty.Value {
+		m := map[string]cty.Value{}
+		for k, v := range resolved {
+			m[k] = cty.StringVal(v)
+		}
+		return cty.ObjectVal(map[string]cty.Value{"versions": cty.MapVal(m)})
+	}
+	if len(change) == 0 {
+		return out(), nil
+	}
+	hold := unhold
+	if req.Args.Bool("hold") {
+		hold = change
+	}
+	installErr := func() error {
+		if len(unhold) > 0 {
+			if _, err := noderun.Run(ctx, req, r, req.Cmd(append([]string{"apt-mark", "unhold"}, unhold...)...)); err != nil {
+				return err
+			}
+		}
+		args := []string{"apt-get", "install", "-y"}
+		if req.Args.Bool("allow_downgrade") {
+			args = append(args, "--allow-downgrades")
+		}
+		_, err := noderun.Run(ctx, req, r, req.Cmd(append(args, installs...)...))
+		return err
+	}()
+	// Finally: hold again, even when the install failed, so that a failed
+	// run never leaves a package unheld for the next unattended upgrade.
+	if len(hold) > 0 {
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		_, herr := noderun.Run(hctx, req, r, req.Cmd(append([]string{"apt-mark", "hold"}, hold...)...))
+		cancel()
+		if herr != nil {
+			installErr = errors.Join(installErr, fmt.Errorf("holding %s again: %w", strings.Join(hold, " "), herr))
+		}
+	}
+	if installErr != nil {
+		return cty.NilVal, installErr
+	}
+	res, err := noderun.Run(ctx, req, r, engine.Command{Argv: append([]string{"dpkg-query", "-W", "-f=${Package} ${Version}\\n"}, change...)})
+	if err != nil {
+		return cty.NilVal, err
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(res.Stdout, "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			got[f[0]] = f[1]
+		}
+	}
+	for _, p := range change {
+		if got[p] != resolved[p] {
+			return cty.NilVal, fmt.Errorf("after the install %s is at %q on %s, not %s", p, got[p], req.NodeName(), resolved[p])
+		}
+	}
+	return out(), nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/plans"
+	"github.com/runbookhq/runbook/steps/internal/noderun"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -90,7 +91,26 @@ func (Repository) Plan(ctx context.Context, req *engine.Request) (*engine.Change
 	return ch, nil
 }
 
-// Apply implements engine.Kind.
-func (Repository) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "apt_repository", What: "apply"}
+// Apply implements engine.Kind: it writes the file atomically, updates the
+// package lists, and checks the file says what it should.
+func (Repository) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
+	r, err := req.Env.NodeRunner(ctx, req.Node)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	file := req.Args.String("file")
+	line := SourceLine(req.Args.String("url"), req.Args.String("keyring"), req.Args.String("minor"))
+	for _, c := range repoCommands(req, line) {
+		if _, err := noderun.Run(ctx, req, r, c); err != nil {
+			return cty.NilVal, err
+		}
+	}
+	res, err := noderun.Run(ctx, req, r, engine.Command{Argv: []string{"cat", file}})
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if strings.TrimRight(res.Stdout, "\n") != line {
+		return cty.NilVal, fmt.Errorf("%s on %s does not hold the written line after writing it", file, req.NodeName())
+	}
+	return cty.ObjectVal(map[string]cty.Value{"line": cty.StringVal(line)}), nil
 }

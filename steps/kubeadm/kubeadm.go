@@ -7,11 +7,16 @@ package kubeadm
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/plans"
+	"github.com/runbookhq/runbook/steps/internal/noderun"
 	"github.com/zclconf/go-cty/cty"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Kind is the kubeadm kind.
@@ -120,15 +125,193 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 		}
 	}
 	if action == UpgradeApply && t != "" {
-		res, err := r.Run(ctx, engine.Command{Argv: []string{"cat", md + "/kube-apiserver.yaml"}})
-		if err == nil && res.ExitCode == 0 && strings.Contains(res.Stdout, "kube-apiserver:"+t+"\n") {
+		// Resume after an interrupted or "failed" apply: the post-conditions
+		// decide whether it is done.
+		if kc, err := req.Env.KubeClient(ctx); err == nil && postconditions(ctx, req, r, kc, t) == nil {
 			ch.Action, ch.Summary = engine.ActionNoOp, fmt.Sprintf("the control plane on %s already runs %s", req.NodeName(), t)
 		}
 	}
 	return ch, nil
 }
 
-// Apply implements engine.Kind.
-func (Kind) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "kubeadm", What: "apply"}
+// HealthWait bounds how long a failed upgrade waits for the control plane
+// to answer again before it records what it sees and fails.
+var HealthWait = 3 * time.Minute
+
+var applyRE = regexp.MustCompile(`kubeadm upgrade apply (v[0-9][0-9A-Za-z.+-]*)`)
+
+// Apply implements engine.Kind. kubeadm's own version is checked first;
+// after every attempt of upgrade apply the post-conditions are checked
+// (static pod image tags, kubeadm-config, apiserver readiness), so that a
+// kubeadm that failed after doing its work, or a connection lost before the
+// exit status arrived, is judged by the cluster's state (field case F06).
+func (Kind) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
+	r, err := req.Env.NodeRunner(ctx, req.Node)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	res, err := noderun.Run(ctx, req, r, engine.Command{Argv: []string{"kubeadm", "version", "-o", "short"}})
+	if err != nil {
+		return cty.NilVal, err
+	}
+	kv := strings.TrimSpace(res.Stdout)
+	t := target(req)
+	if t != "" {
+		have, err1 := plans.ParseVersion(kv)
+		want, err2 := plans.ParseVersion(t)
+		if err1 != nil || err2 != nil {
+			return cty.NilVal, fmt.Errorf("comparing kubeadm %q with the target %q: %v %v", kv, t, err1, err2)
+		}
+		if have.Compare(want) < 0 {
+			return cty.NilVal, fmt.Errorf("kubeadm on %s is %s, older than the target %s: install kubeadm %s first", req.NodeName(), kv, t, want)
+		}
+	}
+	out := map[string]cty.Value{"kubeadm_version": cty.StringVal(kv), "available_version": cty.StringVal("")}
+	cmd := Command(req)
+	switch req.Args.String("action") {
+	case UpgradePlan:
+		res, err := noderun.Run(ctx, req, r, cmd)
+		if err != nil {
+			return cty.NilVal, err
+		}
+		if m := applyRE.FindStringSubmatch(res.Stdout); m != nil {
+			out["available_version"] = cty.StringVal(m[1])
+		}
+		return cty.ObjectVal(out), nil
+	case UpgradeNode:
+		if _, err := noderun.Run(ctx, req, r, cmd); err != nil {
+			return cty.NilVal, err
+		}
+		return cty.ObjectVal(out), nil
+	}
+	// upgrade apply
+	_, runErr := noderun.Run(ctx, req, r, cmd)
+	kc, err := req.Env.KubeClient(ctx)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if runErr != nil {
+		// kubeadm rolls back on failure, or the connection dropped: wait,
+		// bounded, for the control plane to answer, then judge by what is
+		// there.
+		req.Emit("waiting", "kubeadm upgrade apply did not succeed; waiting for the control plane to be healthy again", nil)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), HealthWait)
+		herr := waitReady(wctx, kc)
+		cancel()
+		seen := observed(context.WithoutCancel(ctx), req, r, kc)
+		if herr != nil {
+			return cty.NilVal, fmt.Errorf("%w; then the control plane did not become healthy within %s (%v); observed: %s", runErr, HealthWait, herr, seen)
+		}
+		if post := postconditions(ctx, req, r, kc, t); post == nil {
+			req.Emit("postconditions", "kubeadm reported a failure, but every post-condition holds: the upgrade is done; observed: "+seen, nil)
+			return cty.ObjectVal(out), nil
+		}
+		return cty.NilVal, fmt.Errorf("%w; the control plane is healthy again; observed: %s", runErr, seen)
+	}
+	if err := postconditions(ctx, req, r, kc, t); err != nil {
+		return cty.NilVal, fmt.Errorf("kubeadm upgrade apply exited 0 but %w; observed: %s", err, observed(ctx, req, r, kc))
+	}
+	return cty.ObjectVal(out), nil
+}
+
+// postconditions checks that the control plane on the node runs the target:
+// the kube-apiserver manifest's image tag, kubeadm-config's
+// kubernetesVersion, and /readyz.
+func postconditions(ctx context.Context, req *engine.Request, r engine.Runner, kc kubernetes.Interface, t string) error {
+	tag, err := manifestTag(ctx, req, r, "kube-apiserver")
+	if err != nil {
+		return err
+	}
+	if tag != t {
+		return fmt.Errorf("the kube-apiserver manifest runs %s, not %s", tag, t)
+	}
+	cv, err := clusterVersion(ctx, kc)
+	if err != nil {
+		return err
+	}
+	if cv != t {
+		return fmt.Errorf("kubeadm-config says kubernetesVersion %s, not %s", cv, t)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := waitReady(wctx, kc); err != nil {
+		return fmt.Errorf("the apiserver is not ready: %w", err)
+	}
+	return nil
+}
+
+var imageRE = regexp.MustCompile(`image:\s*\S+/([a-z-]+):(\S+)`)
+
+func manifestTag(ctx context.Context, req *engine.Request, r engine.Runner, component string) (string, error) {
+	p := req.Args.String("manifests_dir") + "/" + component + ".yaml"
+	res, err := r.Run(ctx, engine.Command{Argv: []string{"cat", p}, Sudo: req.Node.SSH.Sudo})
+	if err != nil {
+		return "", fmt.Errorf("reading %s on %s: %w", p, req.NodeName(), err)
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("reading %s on %s: %s", p, req.NodeName(), noderun.LastLine(res.Stderr))
+	}
+	for _, m := range imageRE.FindAllStringSubmatch(res.Stdout, -1) {
+		if m[1] == component {
+			return m[2], nil
+		}
+	}
+	return "", fmt.Errorf("%s on %s names no %s image", p, req.NodeName(), component)
+}
+
+var versionRE = regexp.MustCompile(`(?m)^kubernetesVersion:\s*(\S+)`)
+
+func clusterVersion(ctx context.Context, kc kubernetes.Interface) (string, error) {
+	cm, err := kc.CoreV1().ConfigMaps("kube-system").Get(ctx, "kubeadm-config", metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading kubeadm-config: %w", err)
+	}
+	m := versionRE.FindStringSubmatch(cm.Data["ClusterConfiguration"])
+	if m == nil {
+		return "", fmt.Errorf("kubeadm-config has no kubernetesVersion")
+	}
+	return strings.Trim(m[1], `"'`), nil
+}
+
+// waitReady polls /readyz every second until it answers ok.
+func waitReady(ctx context.Context, kc kubernetes.Interface) error {
+	var last error
+	for {
+		body, err := kc.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err == nil && strings.TrimSpace(string(body)) == "ok" {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = ctx.Err()
+			}
+			return last
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// observed records the versions the node and the cluster show now.
+func observed(ctx context.Context, req *engine.Request, r engine.Runner, kc kubernetes.Interface) string {
+	var parts []string
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		tag, err := manifestTag(ctx, req, r, c)
+		if err != nil {
+			tag = "unknown (" + err.Error() + ")"
+		}
+		parts = append(parts, c+" manifest "+tag)
+	}
+	cv, err := clusterVersion(ctx, kc)
+	if err != nil {
+		cv = "unknown"
+	}
+	parts = append(parts, "kubeadm-config "+cv)
+	if sv, err := kc.Discovery().ServerVersion(); err == nil {
+		parts = append(parts, "apiserver reports "+sv.GitVersion)
+	} else {
+		parts = append(parts, "apiserver unreachable")
+	}
+	return strings.Join(parts, ", ")
 }

@@ -8,9 +8,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/plans"
+	"github.com/runbookhq/runbook/steps/internal/noderun"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -87,7 +89,61 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 	return ch, nil
 }
 
-// Apply implements engine.Kind.
-func (Kind) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "systemctl", What: "apply"}
+// Apply implements engine.Kind: it runs the commands, then checks every
+// half second that the units are (in)active, and stay so for the settle
+// period; a unit that flaps fails the step with its last state.
+func (Kind) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
+	r, err := req.Env.NodeRunner(ctx, req.Node)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	cmds := commands(req)
+	action := req.Args.String("action")
+	if action == "daemon_reload" {
+		for _, c := range cmds {
+			if _, err := noderun.Run(ctx, req, r, c); err != nil {
+				return cty.NilVal, err
+			}
+		}
+		return cty.EmptyObjectVal, nil
+	}
+	for _, c := range cmds[:len(cmds)-1] {
+		if _, err := noderun.Run(ctx, req, r, c); err != nil {
+			return cty.NilVal, err
+		}
+	}
+	check := cmds[len(cmds)-1]
+	settle := req.Args.Duration("settle")
+	wantActive := action != "stop"
+	var since time.Time
+	last := ""
+	for {
+		res, err := r.Run(ctx, check)
+		if err != nil {
+			return cty.NilVal, fmt.Errorf("checking units on %s: %w", req.NodeName(), err)
+		}
+		state := strings.Join(strings.Fields(res.Stdout), ",")
+		if (res.ExitCode == 0) == wantActive {
+			if since.IsZero() {
+				since = time.Now()
+			}
+			if time.Since(since) >= settle {
+				return cty.EmptyObjectVal, nil
+			}
+		} else {
+			if !since.IsZero() {
+				req.Emit("unit_flapped", fmt.Sprintf("%s went %s after %s", strings.Join(req.Args.Strings("units"), " "), state, time.Since(since).Round(time.Millisecond)), nil)
+			}
+			since = time.Time{}
+		}
+		if state != last {
+			req.Emit("unit_state", "units: "+state, nil)
+			last = state
+		}
+		select {
+		case <-ctx.Done():
+			return cty.NilVal, fmt.Errorf("units %s on %s did not stay %s for %s (last: %s)", strings.Join(req.Args.Strings("units"), " "), req.NodeName(), map[bool]string{true: "active", false: "inactive"}[wantActive], settle, last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

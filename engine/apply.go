@@ -68,7 +68,7 @@ type AppliedStep struct {
 	OnFailure string
 	// Secrets are the strings to mask in anything recorded about the step.
 	Secrets []string
-	timeout   time.Duration
+	timeout time.Duration
 }
 
 // ApplyResult is what a run did.

@@ -10,6 +10,7 @@ import (
 	"github.com/runbookhq/runbook/plans"
 	"github.com/zclconf/go-cty/cty"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // Kind is a step kind. Plan must be read-only: it inspects the world and
@@ -99,6 +100,9 @@ type Env struct {
 	RunID   string
 	// Kube returns a client for the plan's cluster.
 	Kube func(ctx context.Context) (kubernetes.Interface, error)
+	// REST returns the cluster's REST configuration, for kinds that need a
+	// dynamic or discovery client.
+	REST func(ctx context.Context) (*rest.Config, error)
 	// Node returns a command runner for a node.
 	Node func(ctx context.Context, n *plans.Node) (Runner, error)
 	Emit func(Event)

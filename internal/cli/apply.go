@@ -29,6 +29,7 @@ import (
 	"golang.org/x/term"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // Exit codes of apply beyond the common ones.
@@ -212,7 +213,8 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		return &exitError{code: ExitError, err: fmt.Errorf("no journal in %s: nothing to resume", jdir)}
 	}
 
-	env := &engine.Env{RunID: runID, Kube: func(context.Context) (kubernetes.Interface, error) { return kc, nil }}
+	env := &engine.Env{RunID: runID, Kube: func(context.Context) (kubernetes.Interface, error) { return kc, nil },
+		REST: func(context.Context) (*rest.Config, error) { return cfg, nil }}
 	prog, diags := engine.Expand(ctx, l.vals, kube.Inventories{Client: kc})
 	if diags.HasErrors() {
 		l.diags = append(l.diags, diags...)

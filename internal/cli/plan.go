@@ -15,6 +15,7 @@ import (
 	"github.com/runbookhq/runbook/plans"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 type planOptions struct {
@@ -113,6 +114,7 @@ func runPlan(ctx context.Context, stdio *IO, arg string, o planOptions) error {
 			return &exitError{code: ExitError, err: err}
 		}
 		env.Kube = func(context.Context) (kubernetes.Interface, error) { return kc, nil }
+		env.REST = func(context.Context) (*rest.Config, error) { return cfg, nil }
 		inv = kube.Inventories{Client: kc}
 	}
 	prog, diags := engine.Expand(ctx, l.vals, inv)

@@ -76,18 +76,8 @@ func (Backup) Plan(_ context.Context, req *engine.Request) (*engine.Change, erro
 	return ch, nil
 }
 
-// Apply implements engine.Kind.
-func (Backup) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "backup_resources", What: "apply"}
-}
-
 // Plan implements engine.Kind.
 func (Restore) Plan(_ context.Context, req *engine.Request) (*engine.Change, error) {
 	return &engine.Change{Action: engine.ActionChange, Summary: fmt.Sprintf("server-side apply %s (%s) as %s", req.Args.String("dir"), scope(req), req.Args.String("field_manager")),
 		Details: []string{"a server-side dry-run of every object first; nothing is applied if any object fails it"}}, nil
-}
-
-// Apply implements engine.Kind.
-func (Restore) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "restore_resources", What: "apply"}
 }

@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/runbookhq/runbook/lab/internal/layout"
+)
+
+// supervisorPID returns the pid of the lab's running supervisor, or 0 when
+// none runs. A pid is only trusted if that process's command line is this
+// lab's supervisor, so a recycled pid is never signalled.
+func supervisorPID(l layout.Lab) (int, error) {
+	b, err := os.ReadFile(l.PIDFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("pid file %s holds %q", l.PIDFile(), strings.TrimSpace(string(b)))
+	}
+	if isLabProcess(pid, l, true) {
+		return pid, nil
+	}
+	return 0, nil
+}
+
+func cmdline(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+// isLabProcess tells whether pid is a runbook-lab process of this lab: the
+// supervisor itself (supervise --dir DIR) or, when supervisorOnly is
+// false, any runbook-lab child.
+func isLabProcess(pid int, l layout.Lab, supervisorOnly bool) bool {
+	args := cmdline(pid)
+	if len(args) < 2 {
+		return false
+	}
+	if supervisorOnly {
+		return args[1] == "supervise" && len(args) >= 4 && args[2] == "--dir" && args[3] == l.Dir
+	}
+	return strings.Contains(filepath.Base(args[0]), "runbook-lab")
+}
+
+// groupMembers lists live processes in process group pgid (the
+// supervisor's session: it and every child it started).
+func groupMembers(pgid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces) start after ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 3 || f[0] == "Z" {
+			continue
+		}
+		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

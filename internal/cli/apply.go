@@ -150,6 +150,21 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	saved, err := readSavedPlan(arg)
+	if err != nil {
+		return &exitError{code: ExitError, err: err}
+	}
+	if saved != nil {
+		if len(saved.Plan.Files) != 1 {
+			return &exitError{code: ExitError, err: fmt.Errorf("%s: a saved plan of %d files; apply the plan's directory again instead", arg, len(saved.Plan.Files))}
+		}
+		// The saved plan's variables come first; -var flags given now
+		// (sensitive values) come after them.
+		for _, name := range sortedKeys(saved.Vars) {
+			o.vf.vars = append([]string{name + "=" + saved.Vars[name]}, o.vf.vars...)
+		}
+		arg = saved.Plan.Files[0]
+	}
 	l := load(stdio, arg, o.vf, false)
 	if !l.diags.HasErrors() {
 		l.diags = append(l.diags, engine.Validate(l.vals)...)
@@ -233,6 +248,15 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 
 	// The dry-run, shown before anything changes; refusals stop here.
 	planRes := (&engine.Planner{Kinds: l.kinds, Env: env}).Plan(ctx, prog)
+	if saved != nil {
+		now, err := snapshotNodes(ctx, kc, prog)
+		if err != nil {
+			return &exitError{code: ExitError, err: err}
+		}
+		if diffs := savedDiffs(saved, l, h, planRes, now); len(diffs) > 0 {
+			return &exitError{code: ExitError, err: fmt.Errorf("the world no longer matches the saved plan, nothing was changed; make a new plan:\n  - %s", strings.Join(diffs, "\n  - "))}
+		}
+	}
 	if o.output == "text" {
 		view.Text(stdio.Out, h, planRes)
 	}
@@ -382,10 +406,10 @@ func confirm(stdio *IO, q string) (bool, error) {
 
 // nodeState is what the summary and the journal keep of a node.
 type nodeState struct {
-	Unschedulable bool
-	CordonedBy    string
-	Kubelet       string
-	Ready         bool
+	Unschedulable bool   `json:"unschedulable"`
+	CordonedBy    string `json:"cordoned_by,omitempty"`
+	Kubelet       string `json:"kubelet"`
+	Ready         bool   `json:"ready"`
 }
 
 func (n nodeState) asMap() map[string]any {
@@ -422,6 +446,16 @@ func snapshotNodes(ctx context.Context, kc kubernetes.Interface, prog *engine.Pr
 	for _, u := range prog.Units {
 		for _, n := range u.Nodes {
 			want[n.Name] = true
+		}
+		// Top-level cluster steps name their node in an argument.
+		if u.Step != nil {
+			if _, ok := u.Step.Schema.Arg("node"); ok {
+				if cfg, d := prog.Decode(u.Step, nil); !d.HasErrors() {
+					if a := (engine.Args{V: cfg.Args}); a.Set("node") {
+						want[a.String("node")] = true
+					}
+				}
+			}
 		}
 	}
 	out := map[string]nodeState{}
@@ -537,4 +571,76 @@ func summary(w io.Writer, res *engine.ApplyResult, before, after map[string]node
 			fmt.Fprintf(w, "  failed: %s: %v\n", s.Address, s.Err)
 		}
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// readSavedPlan returns the saved plan in path, or nil when path is a plan
+// source (HCL) rather than a file written by plan --out.
+func readSavedPlan(path string) (*savedPlan, error) {
+	if !strings.HasSuffix(path, ".json") {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var sp savedPlan
+	if json.Unmarshal(b, &sp) != nil || sp.FormatVersion == "" || sp.Sources == nil {
+		return nil, nil // an HCL plan in JSON syntax
+	}
+	if sp.FormatVersion != "1" {
+		return nil, fmt.Errorf("%s: saved plan format %s is not supported by this runbook", path, sp.FormatVersion)
+	}
+	return &sp, nil
+}
+
+// savedDiffs lists what changed since a plan was saved: its files, its
+// variables, the node set, and the versions and schedulability of the nodes
+// it touches.
+func savedDiffs(sp *savedPlan, l *loaded, h view.Header, now *engine.PlanResult, nodes map[string]nodeState) []string {
+	var d []string
+	for f, src := range sp.Sources {
+		hf := l.plan.Files[f]
+		if hf == nil || string(hf.Bytes) != src {
+			d = append(d, fmt.Sprintf("file %s changed since the plan was saved", f))
+		}
+	}
+	if h.PlanHash != sp.Plan.PlanHash {
+		d = append(d, fmt.Sprintf("plan hash %s, saved %s", h.PlanHash, sp.Plan.PlanHash))
+	}
+	if h.VarsHash != sp.Plan.VarsHash {
+		d = append(d, fmt.Sprintf("variables differ from the saved plan's (hash %s, saved %s): give the same sensitive values", h.VarsHash, sp.Plan.VarsHash))
+	}
+	was := map[string]bool{}
+	for _, s := range sp.Plan.Steps {
+		was[s.Address] = true
+	}
+	is := map[string]bool{}
+	for _, s := range now.Steps {
+		is[s.Address] = true
+		if !was[s.Address] {
+			d = append(d, "new step instance "+s.Address+" (the node set changed)")
+		}
+	}
+	for a := range was {
+		if !is[a] {
+			d = append(d, "step instance "+a+" is gone (the node set changed)")
+		}
+	}
+	for _, n := range sortedKeys(sp.Nodes) {
+		old, cur := sp.Nodes[n], nodes[n]
+		if old.Kubelet != cur.Kubelet || old.Unschedulable != cur.Unschedulable {
+			d = append(d, fmt.Sprintf("node %s was %s, now %s", n, old, cur))
+		}
+	}
+	sort.Strings(d)
+	return d
 }

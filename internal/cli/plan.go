@@ -14,6 +14,7 @@ import (
 	"github.com/runbookhq/runbook/internal/view"
 	"github.com/runbookhq/runbook/plans"
 	"github.com/spf13/cobra"
+	"github.com/zclconf/go-cty/cty"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -150,7 +151,13 @@ func runPlan(ctx context.Context, stdio *IO, arg string, o planOptions) error {
 		view.Text(stdio.Out, h, res)
 	}
 	if o.out != "" {
-		if err := savePlan(o.out, l, h, res); err != nil {
+		var ns map[string]nodeState
+		if kc, err := env.KubeClient(ctx); err == nil {
+			if ns, err = snapshotNodes(ctx, kc, prog); err != nil {
+				return &exitError{code: ExitError, err: err}
+			}
+		}
+		if err := savePlan(o.out, l, h, res, ns); err != nil {
 			return &exitError{code: ExitError, err: fmt.Errorf("saving the plan: %w", err)}
 		}
 	}
@@ -188,10 +195,28 @@ type savedPlan struct {
 	FormatVersion string            `json:"format_version"`
 	Plan          view.JSONPlan     `json:"plan"`
 	Sources       map[string]string `json:"sources"`
+	// Vars are the non-sensitive variable values, given again to apply;
+	// sensitive ones must be given again by the user.
+	Vars map[string]string `json:"vars"`
+	// Nodes is the state of every node the plan touches, as it was when the
+	// plan was made (online plans only).
+	Nodes map[string]nodeState `json:"nodes,omitempty"`
 }
 
-func savePlan(path string, l *loaded, h view.Header, res *engine.PlanResult) error {
-	sp := savedPlan{FormatVersion: "1", Plan: view.BuildJSON(h, res), Sources: map[string]string{}}
+func savePlan(path string, l *loaded, h view.Header, res *engine.PlanResult, nodes map[string]nodeState) error {
+	sp := savedPlan{FormatVersion: "1", Plan: view.BuildJSON(h, res), Sources: map[string]string{}, Vars: map[string]string{}, Nodes: nodes}
+	for _, v := range l.plan.Variables {
+		val := l.vals.Vars[v.Name]
+		if v.Sensitive || val.HasMark(plans.SensitiveMark) || !val.IsWhollyKnown() {
+			continue
+		}
+		// As -var would take it: strings as they are, others as HCL.
+		if uv, _ := val.Unmark(); uv.Type() == cty.String && !uv.IsNull() {
+			sp.Vars[v.Name] = uv.AsString()
+		} else {
+			sp.Vars[v.Name] = valueString(val)
+		}
+	}
 	for _, f := range l.plan.Filenames {
 		if hf := l.plan.Files[f]; hf != nil {
 			sp.Sources[f] = string(hf.Bytes)

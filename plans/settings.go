@@ -575,3 +575,62 @@ func (vals *Values) MaxFailed(ph *Phase) (int, hcl.Diagnostics) {
 	}
 	return int(f), diags
 }
+
+// NotifySettings is an evaluated notify block.
+type NotifySettings struct {
+	Name    string
+	URL     string
+	Events  []string
+	Headers map[string]string
+	Timeout time.Duration
+}
+
+// Notifiers evaluates the notify blocks.
+func (vals *Values) Notifiers() ([]NotifySettings, hcl.Diagnostics) {
+	var out []NotifySettings
+	var diags hcl.Diagnostics
+	for _, n := range vals.Plan.Notify {
+		ns := NotifySettings{Name: n.Name, Timeout: 5 * time.Second}
+		var d hcl.Diagnostics
+		ns.URL, d = vals.optString(attrExprOf(n.Attrs, "url"), nil)
+		diags = append(diags, d...)
+		if !strings.HasPrefix(ns.URL, "http://") && !strings.HasPrefix(ns.URL, "https://") && !d.HasErrors() {
+			diags = append(diags, errAt(n.Attrs["url"].Expr, "Invalid url", fmt.Sprintf("%q is not an http(s) URL.", ns.URL)))
+		}
+		if a := n.Attrs["events"]; a != nil {
+			v, d := vals.Eval(a.Expr, cty.List(cty.String))
+			diags = append(diags, d...)
+			if v, _ = v.UnmarkDeep(); !d.HasErrors() && v.IsWhollyKnown() && !v.IsNull() {
+				ns.Events = stringList(v)
+			}
+		}
+		if a := n.Attrs["headers"]; a != nil {
+			v, d := vals.Eval(a.Expr, cty.Map(cty.String))
+			diags = append(diags, d...)
+			if v, _ = v.UnmarkDeep(); !d.HasErrors() && v.IsWhollyKnown() && !v.IsNull() {
+				ns.Headers = map[string]string{}
+				for k, e := range v.AsValueMap() {
+					ns.Headers[k] = e.AsString()
+				}
+			}
+		}
+		if a := n.Attrs["timeout"]; a != nil {
+			s, d := vals.optString(a.Expr, nil)
+			diags = append(diags, d...)
+			if t, err := time.ParseDuration(s); err == nil && t > 0 {
+				ns.Timeout = t
+			} else if !d.HasErrors() {
+				diags = append(diags, errAt(a.Expr, "Invalid duration", fmt.Sprintf("timeout: %q is not a positive duration.", s)))
+			}
+		}
+		out = append(out, ns)
+	}
+	return out, diags
+}
+
+func attrExprOf(attrs map[string]*hcl.Attribute, name string) hcl.Expression {
+	if a, ok := attrs[name]; ok {
+		return a.Expr
+	}
+	return nil
+}

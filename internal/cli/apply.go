@@ -23,6 +23,7 @@ import (
 	"github.com/runbookhq/runbook/internal/kube"
 	"github.com/runbookhq/runbook/internal/lock"
 	"github.com/runbookhq/runbook/internal/nodes"
+	"github.com/runbookhq/runbook/internal/notify"
 	"github.com/runbookhq/runbook/internal/view"
 	"github.com/runbookhq/runbook/plans"
 	"github.com/spf13/cobra"
@@ -341,7 +342,20 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	}()
 
 	prog2 := progress{out: stdio.Out, json: o.output == "json", j: j}
-	env.Emit = prog2.emit
+	ns, _ := l.vals.Notifiers() // validated above
+	var hooks []notify.Hook
+	for _, n := range ns {
+		hooks = append(hooks, notify.Hook{Name: n.Name, URL: n.URL, Events: n.Events, Headers: n.Headers, Timeout: n.Timeout})
+	}
+	notifier := notify.New(l.plan.RunbookName(), hooks, func(err error) {
+		prog2.emit(engine.Event{Time: time.Now(), Type: "notify_error", Message: err.Error()})
+	})
+	defer notifier.Close()
+	env.Emit = func(e engine.Event) {
+		prog2.emit(e)
+		notifier.Emit(e)
+	}
+	env.Emit(engine.Event{Time: time.Now(), Type: "run_started", RunID: runID, Message: fmt.Sprintf("%s: %d steps", l.plan.RunbookName(), prog.Instances())})
 	ap := &engine.Applier{Kinds: l.kinds, Env: env, Recorder: journal.Recorder{J: j}, Prior: prior, Stop: stop,
 		Confirm: func(ctx context.Context, s *engine.AppliedStep) (bool, error) {
 			if o.autoApprove {
@@ -359,6 +373,7 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		status = "interrupted"
 	}
 	_ = j.Append(journal.Record{Type: journal.RunFinished, RunID: runID, Status: status})
+	env.Emit(engine.Event{Time: time.Now(), Type: "run_finished", RunID: runID, Message: status})
 	afterCtx, cancelAfter := context.WithTimeout(context.Background(), 10*time.Second)
 	after, _ := snapshotNodes(afterCtx, kc, prog)
 	cancelAfter()

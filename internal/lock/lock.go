@@ -13,7 +13,10 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	coordv1 "k8s.io/api/coordination/v1"
@@ -91,7 +94,7 @@ func Acquire(ctx context.Context, kc kubernetes.Interface, runID, runbook, planH
 		if gerr != nil {
 			return nil, fmt.Errorf("reading the cluster lock: %w", gerr)
 		}
-		if !expired(cur, time.Now()) {
+		if !expired(cur, time.Now()) && !deadHere(cur, runID) {
 			return nil, held(cur)
 		}
 		// Its holder stopped renewing: take it over, conditionally on the
@@ -110,6 +113,26 @@ func Acquire(ctx context.Context, kc kubernetes.Interface, runID, runbook, planH
 	l := &Lock{kc: kc, runID: runID, cancel: cancel, done: make(chan struct{})}
 	go l.renew(rctx)
 	return l, nil
+}
+
+// deadHere reports a lock held by this same run from a process of this
+// machine that no longer exists (a resume after a crash or kill -9): there
+// is nobody to wait for.
+func deadHere(l *coordv1.Lease, runID string) bool {
+	if l.Annotations[AnnRunID] != runID || l.Spec.HolderIdentity == nil {
+		return false
+	}
+	userHost, pidStr, ok := strings.Cut(*l.Spec.HolderIdentity, "/")
+	me, _, _ := strings.Cut(Holder(), "/")
+	if !ok || userHost != me {
+		return false
+	}
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	// Signal 0 checks existence without touching the process.
+	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
 func expired(l *coordv1.Lease, now time.Time) bool {

@@ -1,0 +1,198 @@
+// Package report turns a run journal into what people read after a run: an
+// HTML page with a per-node timeline of steps, and the same facts as
+// markdown and JSON for drills and audits. It reads journals; it never
+// talks to a cluster.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/runbookhq/runbook/internal/journal"
+	"github.com/runbookhq/runbook/plans"
+)
+
+// Step is one step instance's life in the run.
+type Step struct {
+	Address  string        `json:"address"`
+	Node     string        `json:"node,omitempty"`
+	Kind     string        `json:"kind"`
+	Status   string        `json:"status"` // finished, failed, skipped, in doubt
+	Start    time.Time     `json:"start"`
+	End      time.Time     `json:"end"`
+	Duration time.Duration `json:"duration_ns"`
+	Summary  string        `json:"summary,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Attempts int           `json:"attempts"`
+}
+
+// Report is a run, folded from its journal.
+type Report struct {
+	RunID    string                    `json:"run_id"`
+	Runbook  string                    `json:"runbook"`
+	PlanHash string                    `json:"plan_hash"`
+	Status   string                    `json:"status"`
+	Start    time.Time                 `json:"start"`
+	End      time.Time                 `json:"end"`
+	Duration time.Duration             `json:"duration_ns"`
+	Attempts int                       `json:"attempts"` // how many times the run was started (resumes + 1)
+	Nodes    []string                  `json:"nodes"`
+	Steps    []Step                    `json:"steps"`
+	Before   map[string]map[string]any `json:"nodes_before"`
+}
+
+// Build folds journal records into a report.
+func Build(recs []journal.Record) *Report {
+	r := &Report{Before: map[string]map[string]any{}}
+	idx := map[string]int{}
+	nodes := map[string]bool{}
+	for _, rec := range recs {
+		if r.Start.IsZero() || rec.Time.Before(r.Start) {
+			r.Start = rec.Time
+		}
+		if rec.Time.After(r.End) {
+			r.End = rec.Time
+		}
+		switch rec.Type {
+		case journal.RunStarted:
+			r.Attempts++
+			if r.RunID == "" {
+				r.RunID, r.Runbook, r.PlanHash = rec.RunID, rec.Runbook, rec.PlanHash
+			}
+			r.Status = "running (or killed)"
+		case journal.RunFinished:
+			r.Status = rec.Status
+		case journal.NodeState:
+			if _, ok := r.Before[rec.Node]; !ok {
+				r.Before[rec.Node] = rec.State
+			}
+		case journal.StepStarted, journal.StepFinished, journal.StepFailed, journal.StepSkipped:
+			i, ok := idx[rec.Address]
+			if !ok {
+				i = len(r.Steps)
+				idx[rec.Address] = i
+				r.Steps = append(r.Steps, Step{Address: rec.Address, Node: rec.Node, Kind: rec.Kind, Start: rec.Time})
+				if rec.Node != "" {
+					nodes[rec.Node] = true
+				}
+			}
+			s := &r.Steps[i]
+			s.End = rec.Time
+			switch rec.Type {
+			case journal.StepStarted:
+				s.Attempts++
+				s.Status = "in doubt"
+				if s.Summary == "" {
+					s.Summary = rec.Summary
+				}
+			case journal.StepFinished:
+				s.Status, s.Error = "finished", ""
+				if rec.Summary != "" {
+					s.Summary = rec.Summary
+				}
+			case journal.StepFailed:
+				s.Status, s.Error = "failed", rec.Error
+			case journal.StepSkipped:
+				s.Status, s.Summary = "skipped", rec.Reason
+			}
+			s.Duration = s.End.Sub(s.Start)
+		}
+	}
+	r.Duration = r.End.Sub(r.Start)
+	for n := range nodes {
+		r.Nodes = append(r.Nodes, n)
+	}
+	sort.Slice(r.Nodes, func(i, j int) bool { return plans.NaturalLess(r.Nodes[i], r.Nodes[j]) })
+	return r
+}
+
+// JSON writes the report as JSON.
+func (r *Report) JSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// Markdown writes the report as markdown.
+func (r *Report) Markdown(w io.Writer) {
+	fmt.Fprintf(w, "# Run %s of `%s`\n\n", r.RunID, r.Runbook)
+	fmt.Fprintf(w, "**%s** in %s (%s to %s, %d attempt(s), plan `%s`)\n\n", r.Status, r.Duration.Round(time.Second), r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339), r.Attempts, r.PlanHash)
+	fmt.Fprintln(w, "| step | node | status | started | took | detail |\n|---|---|---|---|---|---|")
+	for _, s := range r.Steps {
+		detail := s.Summary
+		if s.Error != "" {
+			detail = s.Error
+		}
+		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | %s |\n", s.Address, s.Node, s.Status, s.Start.Format("15:04:05"), s.Duration.Round(time.Millisecond), strings.NewReplacer("|", `\|`, "\n", " ").Replace(detail))
+	}
+}
+
+type bar struct {
+	X, W, Y float64
+	Color   string
+	Title   string
+}
+
+// HTML writes a page with a per-node timeline.
+func (r *Report) HTML(w io.Writer) error {
+	const width, rowH, left = 900.0, 26.0, 140.0
+	rows := append([]string{"(cluster)"}, r.Nodes...)
+	rowOf := map[string]int{}
+	for i, n := range rows {
+		rowOf[n] = i
+	}
+	total := r.Duration.Seconds()
+	if total <= 0 {
+		total = 1
+	}
+	var bars []bar
+	for _, s := range r.Steps {
+		row := rowOf["(cluster)"]
+		if s.Node != "" {
+			row = rowOf[s.Node]
+		}
+		x := left + (s.Start.Sub(r.Start).Seconds()/total)*(width-left)
+		wd := (s.Duration.Seconds() / total) * (width - left)
+		if wd < 2 {
+			wd = 2
+		}
+		color := map[string]string{"finished": "#3a7", "failed": "#c33", "skipped": "#aaa", "in doubt": "#e90"}[s.Status]
+		title := fmt.Sprintf("%s: %s, %s", s.Address, s.Status, s.Duration.Round(time.Millisecond))
+		if s.Error != "" {
+			title += ": " + s.Error
+		}
+		bars = append(bars, bar{X: x, W: wd, Y: float64(row)*rowH + 4, Color: color, Title: title})
+	}
+	data := map[string]any{"R": r, "Rows": rows, "Bars": bars, "Width": width, "Height": float64(len(rows))*rowH + 24, "RowH": rowH, "Left": left,
+		"Took": r.Duration.Round(time.Second).String(), "Axis": fmt.Sprintf("0 s to %.0f s", total)}
+	return page.Execute(w, data)
+}
+
+var page = template.Must(template.New("report").Funcs(template.FuncMap{
+	"rowY": func(i int, h float64) float64 { return float64(i)*h + 18 },
+	"dur":  func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+	"hms":  func(t time.Time) string { return t.Format("15:04:05") },
+}).Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>runbook run {{.R.RunID}}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;font-size:13px}
+.failed{color:#c33}.finished{color:#282}.skipped{color:#888}code{font-size:12px}</style></head>
+<body>
+<h1>Run {{.R.RunID}} of <code>{{.R.Runbook}}</code></h1>
+<p><b>{{.R.Status}}</b> in {{.Took}}, {{.R.Attempts}} attempt(s), plan {{.R.PlanHash}}</p>
+<h2>Timeline</h2>
+<svg width="{{.Width}}" height="{{.Height}}" xmlns="http://www.w3.org/2000/svg">
+{{range $i, $n := .Rows}}<text x="4" y="{{rowY $i $.RowH}}" font-size="12">{{$n}}</text>{{end}}
+{{range .Bars}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="18" fill="{{.Color}}"><title>{{.Title}}</title></rect>{{end}}
+<text x="{{.Left}}" y="{{.Height}}" font-size="11" fill="#666">{{.Axis}}</text>
+</svg>
+<h2>Steps</h2>
+<table><tr><th>step</th><th>node</th><th>status</th><th>started</th><th>took</th><th>attempts</th><th>detail</th></tr>
+{{range .R.Steps}}<tr><td><code>{{.Address}}</code></td><td>{{.Node}}</td><td class="{{.Status}}">{{.Status}}</td><td>{{hms .Start}}</td><td>{{dur .Duration}}</td><td>{{.Attempts}}</td><td>{{if .Error}}{{.Error}}{{else}}{{.Summary}}{{end}}</td></tr>
+{{end}}</table>
+</body></html>
+`))

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/plans"
@@ -95,16 +96,11 @@ func (Snapshot) Plan(ctx context.Context, req *engine.Request) (*engine.Change, 
 		ch.Details = append(ch.Details, fmt.Sprintf("retention: delete etcd-snapshot-*.db in %s older than %s (listed before deleting)", dir, a))
 	}
 	if c := req.Args.String("copy_to"); c != "" {
-		ch.Details = append(ch.Details, "copy to "+c+" on this machine, checksum verified on arrival")
+		ch.Blockers = append(ch.Blockers, "copy_to is not implemented yet in this version of runbook: copy "+final+" and its .sha256 with your own tooling")
 	}
 	ch.Outputs = cty.ObjectVal(map[string]cty.Value{"path": cty.StringVal(final), "sha256": cty.UnknownVal(cty.String),
 		"revision": cty.UnknownVal(cty.Number), "total_keys": cty.UnknownVal(cty.Number), "size": cty.UnknownVal(cty.Number)})
 	return ch, nil
-}
-
-// Apply implements engine.Kind.
-func (Snapshot) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "etcd_snapshot", What: "apply"}
 }
 
 // Restore is the etcd_restore kind.
@@ -158,7 +154,30 @@ func (Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change, e
 			"waits, bounded, for etcd and then the apiserver to stop and start at each manifest move",
 			"verifies: etcd healthy, revision at least the snapshot's" + canary(req),
 		},
-		Warnings: []string{"offline: the current data dir and etcd version are read on the node when the plan runs online"},
+	}
+	r, err := req.Env.NodeRunner(ctx, req.Node)
+	if err == engine.ErrOffline {
+		ch.Warnings = []string{"offline: the current data dir and etcd version are read on the node when the plan runs online"}
+		return ch, nil
+	} else if err != nil {
+		return nil, err
+	}
+	res, err := r.Run(ctx, req.Cmd("cat", path.Join(md, "etcd.yaml")))
+	if err != nil {
+		return nil, fmt.Errorf("reading the etcd manifest: %w", err)
+	}
+	old := CurrentDataDir(res.Stdout)
+	if res.ExitCode != 0 || old == "" {
+		ch.Blockers = append(ch.Blockers, fmt.Sprintf("%s/etcd.yaml on %s is missing or names no --data-dir", md, req.NodeName()))
+		return ch, nil
+	}
+	for i := range ch.Commands {
+		ch.Commands[i] = strings.ReplaceAll(ch.Commands[i], "'<current data dir>'", old)
+		ch.Commands[i] = strings.ReplaceAll(ch.Commands[i], "<current data dir>", old)
+	}
+	ch.Details = append(ch.Details, "current data dir: "+old+" (kept)")
+	if res, err := r.Run(ctx, req.Cmd("test", "!", "-e", dd)); err == nil && res.ExitCode != 0 {
+		ch.Blockers = append(ch.Blockers, fmt.Sprintf("%s already exists on %s: restore into a new directory", dd, req.NodeName()))
 	}
 	return ch, nil
 }
@@ -168,9 +187,4 @@ func canary(req *engine.Request) string {
 		return ", canary key " + k + " present"
 	}
 	return ""
-}
-
-// Apply implements engine.Kind.
-func (Restore) Apply(context.Context, *engine.Request, *engine.Change) (cty.Value, error) {
-	return cty.NilVal, &engine.ErrNotImplemented{Kind: "etcd_restore", What: "apply"}
 }

@@ -39,9 +39,11 @@ lint:
 	$(GO) vet ./...
 	cd lab && $(GO) vet ./...
 
-bench: setup build
+bench: setup build lab
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./engine/ ./plans/
 	./scripts/bench-plan.sh
+	./scripts/bench-drain.sh
+	$(GO) test -run TestPlanListsOncePerNode -v -count=1 ./steps/drain/ | grep requests
 	$(GO) test -run '^$$' -bench 'BenchmarkRun$$' -benchtime 500x ./internal/sshconn/
 	$(GO) test -run '^$$' -bench 'BenchmarkFleet' -benchtime 1x ./internal/sshconn/
 

@@ -2,6 +2,7 @@ package drain
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -192,4 +193,44 @@ func TestPlanF02Blockers(t *testing.T) {
 			t.Errorf("the dry-run changed something: %s %s", a.GetVerb(), a.GetResource().Resource)
 		}
 	}
+}
+
+// TestPlanListsOncePerNode: planning drains for 500 nodes makes one pod
+// LIST per node (field selector), never one request per pod.
+func TestPlanListsOncePerNode(t *testing.T) {
+	const nodes, perNode = 500, 6
+	var objs []runtime.Object
+	objs = append(objs, &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-rs"}})
+	for n := 0; n < nodes; n++ {
+		name := fmt.Sprintf("node-%d", n)
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		for p := 0; p < perNode; p++ {
+			objs = append(objs, pod("app", fmt.Sprintf("web-%d-%d", n, p), func(pd *corev1.Pod) {
+				pd.Spec.NodeName = name
+				pd.OwnerReferences = ctrl("ReplicaSet", "web-rs")
+			}))
+		}
+	}
+	kc := fake.NewClientset(objs...)
+	for n := 0; n < nodes; n++ {
+		req := request(t, kc, map[string]cty.Value{"node": cty.StringVal(fmt.Sprintf("node-%d", n))})
+		if _, err := (Kind{}).Plan(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := map[string]int{}
+	for _, a := range kc.Actions() {
+		counts[a.GetVerb()+" "+a.GetResource().Resource]++
+	}
+	if counts["list pods"] != nodes {
+		t.Errorf("%d pod LISTs for %d nodes, want one per node", counts["list pods"], nodes)
+	}
+	if counts["get pods"] != 0 {
+		t.Errorf("%d pod GETs: the plan must not ask per pod", counts["get pods"])
+	}
+	// One owner lookup per distinct owner per node, not per pod.
+	if counts["get replicasets"] > nodes {
+		t.Errorf("%d ReplicaSet GETs for %d nodes", counts["get replicasets"], nodes)
+	}
+	t.Logf("requests for %d nodes x %d pods: %v", nodes, perNode, counts)
 }

@@ -146,8 +146,21 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 	resolved := map[string]cty.Value{}
 	var change, unhold []string
 	var installs []string
+	repoStep := repositoryStepBefore(req)
 	for _, w := range ws {
 		c, ok := Resolve(st.cands[w.name], w.upstream)
+		if !ok && repoStep != "" {
+			// An earlier step switches the repository: the version is
+			// resolved when this step runs, after the switch.
+			ch.Warnings = append(ch.Warnings, fmt.Sprintf("%s %s is not in the repositories configured now; step %q switches them first, the version is resolved then", w.name, w.upstream, repoStep))
+			resolved[w.name] = cty.UnknownVal(cty.String)
+			change = append(change, w.name)
+			installs = append(installs, w.name+"="+w.upstream+"-<revision resolved after the switch>")
+			if st.held[w.name] {
+				unhold = append(unhold, w.name)
+			}
+			continue
+		}
 		if !ok {
 			ch.Blockers = append(ch.Blockers, notAvailable(w, st.cands[w.name]))
 			resolved[w.name] = cty.UnknownVal(cty.String)
@@ -186,6 +199,23 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 	}
 	ch.Outputs = cty.ObjectVal(map[string]cty.Value{"versions": cty.MapVal(resolved)})
 	return ch, nil
+}
+
+// repositoryStepBefore names an apt_repository step that runs before this
+// one on the same node, or "".
+func repositoryStepBefore(req *engine.Request) string {
+	if req.Step.Phase == nil {
+		return ""
+	}
+	for _, s := range req.Step.Phase.Steps {
+		if s == req.Step {
+			return ""
+		}
+		if s.Kind == "apt_repository" {
+			return s.Name
+		}
+	}
+	return ""
 }
 
 func notAvailable(w pkgWant, cands []Candidate) string {

@@ -121,7 +121,11 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 		have, err1 := plans.ParseVersion(kv)
 		want, err2 := plans.ParseVersion(t)
 		if err1 == nil && err2 == nil && have.Compare(want) < 0 {
-			ch.Blockers = append(ch.Blockers, fmt.Sprintf("kubeadm on %s is %s, older than the target %s: install kubeadm %s first", req.NodeName(), kv, t, want))
+			if by := kubeadmInstalledBefore(req, want); by != "" {
+				ch.Warnings = append(ch.Warnings, fmt.Sprintf("kubeadm on %s is %s now; step %q installs %s before this step", req.NodeName(), kv, by, want))
+			} else {
+				ch.Blockers = append(ch.Blockers, fmt.Sprintf("kubeadm on %s is %s, older than the target %s: install kubeadm %s first", req.NodeName(), kv, t, want))
+			}
 		}
 	}
 	if action == UpgradeApply && t != "" {
@@ -132,6 +136,30 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 		}
 	}
 	return ch, nil
+}
+
+// kubeadmInstalledBefore names an earlier apt step of the same phase that
+// installs kubeadm at least at want on this node, or "".
+func kubeadmInstalledBefore(req *engine.Request, want plans.Version) string {
+	if req.Step.Phase == nil || req.Program == nil {
+		return ""
+	}
+	for _, s := range req.Step.Phase.Steps {
+		if s == req.Step {
+			return ""
+		}
+		if s.Kind != "apt" {
+			continue
+		}
+		cfg, diags := req.Program.Decode(s, req.Node)
+		if diags.HasErrors() {
+			continue
+		}
+		if v, err := plans.ParseVersion((engine.Args{V: cfg.Args}).StringMap("packages")["kubeadm"]); err == nil && v.Compare(want) >= 0 {
+			return s.Name
+		}
+	}
+	return ""
 }
 
 // HealthWait bounds how long a failed upgrade waits for the control plane

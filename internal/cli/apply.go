@@ -27,6 +27,7 @@ import (
 	"github.com/runbookhq/runbook/internal/view"
 	"github.com/runbookhq/runbook/plans"
 	"github.com/spf13/cobra"
+	"github.com/zclconf/go-cty/cty"
 	"golang.org/x/term"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -198,6 +199,33 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 
 	// Journal: find the last run of this plan.
 	jdir := o.journalDir
+	if jb := l.plan.Journal; jb != nil && jdir == "" {
+		backend, path := "local", ""
+		if a := jb.Attrs["backend"]; a != nil {
+			v, d := l.vals.Eval(a.Expr, cty.String)
+			if d.HasErrors() || v.IsNull() || !v.IsKnown() {
+				l.diags = append(l.diags, d...)
+				l.writeDiags(stdio)
+				return errQuiet(ExitError, "invalid plan")
+			}
+			backend = v.AsString()
+		}
+		if a := jb.Attrs["path"]; a != nil {
+			if v, d := l.vals.Eval(a.Expr, cty.String); !d.HasErrors() && v.IsKnown() && !v.IsNull() {
+				path = v.AsString()
+			}
+		}
+		switch backend {
+		case "local":
+			if path != "" {
+				jdir = path
+			}
+		case "cluster":
+			return &exitError{code: ExitError, err: errors.New(`journal { backend = "cluster" } is not implemented yet in this version of runbook: keep the journal local (the default, or --journal-dir)`)}
+		default:
+			return &exitError{code: ExitError, err: fmt.Errorf(`journal backend %q: use "local"`, backend)}
+		}
+	}
 	if jdir == "" {
 		jdir = journal.Dir(l.plan.BaseDir, l.plan.RunbookName())
 	}

@@ -80,6 +80,7 @@ phase "maintenance" {
   }
   step "uncordon" "uncordon" {}
   step "wait_workloads" "healed" {
-    timeout = "5m"
+    pdb_healthy = step.drain.pdb_healthy
+    timeout     = "5m"
   }
 }

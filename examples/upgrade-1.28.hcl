@@ -185,6 +185,7 @@ phase "workers" {
   step "uncordon" "uncordon" {}
   # The gate between workers: what the drain disrupted has healed.
   step "wait_workloads" "healed" {
-    timeout = "5m"
+    pdb_healthy = step.drain.pdb_healthy
+    timeout     = "5m"
   }
 }

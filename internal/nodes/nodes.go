@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,10 +31,17 @@ type Dialer struct {
 
 // New returns a dialer logging to log (nil: discard).
 func New(log *slog.Logger, onTrust func(sshconn.TrustEvent)) *Dialer {
-	opts := []sshconn.Option{}
-	if log != nil {
-		opts = append(opts, sshconn.WithLogger(log))
+	if log == nil {
+		// The transport's own log is for debugging; what matters reaches
+		// the user as errors and events.
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if lv := os.Getenv("RUNBOOK_SSH_LOG"); lv != "" {
+			var level slog.Level
+			_ = level.UnmarshalText([]byte(lv))
+			log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		}
 	}
+	opts := []sshconn.Option{sshconn.WithLogger(log)}
 	if onTrust != nil {
 		opts = append(opts, sshconn.WithTrustCallback(onTrust))
 	}
@@ -54,6 +62,12 @@ func Config(n *plans.Node) sshconn.Config {
 	}
 	if s.SSHConfig != "" {
 		c.SSHConfigFiles = []string{expand(s.SSHConfig)}
+	}
+	// A node reached by its name (inventory address = "name", or a static
+	// node without an address) is an ssh_config Host alias: let HostName
+	// there say where it is.
+	if n.Address == n.Name {
+		c.Address = ""
 	}
 	return c
 }

@@ -78,13 +78,27 @@ func (Kind) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 	var targets []target
 	var skipped []cty.Value
 	bypass := req.Args.Strings("bypass")
-	var pdbs []policyv1.PodDisruptionBudget
-	if req.Args.Bool("disable_eviction") {
-		l, err := kc.PolicyV1().PodDisruptionBudgets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return cty.NilVal, fmt.Errorf("listing PodDisruptionBudgets: %w", err)
+	pl, err := kc.PolicyV1().PodDisruptionBudgets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return cty.NilVal, fmt.Errorf("listing PodDisruptionBudgets: %w", err)
+	}
+	pdbs := pl.Items
+	// Healthy counts before the drain, for the PDBs it touches: the gate
+	// after the node (wait_workloads) waits until they are back.
+	healthy := map[string]cty.Value{}
+	for _, p := range pp {
+		if p.Decision != Evict && p.Decision != Delete {
+			continue
 		}
-		pdbs = l.Items
+		pod := byIDPod(pods, p.ID())
+		for _, pdb := range pdbs {
+			if pdb.Namespace != p.Namespace {
+				continue
+			}
+			if sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector); err == nil && !sel.Empty() && pod != nil && sel.Matches(labelsOf(*pod)) {
+				healthy[pdb.Namespace+"/"+pdb.Name] = cty.NumberIntVal(int64(pdb.Status.CurrentHealthy))
+			}
+		}
 	}
 	for _, p := range pp {
 		switch p.Decision {
@@ -148,7 +162,20 @@ func (Kind) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 		out = append(out, cty.StringVal(t.pod.Namespace+"/"+t.pod.Name))
 	}
 	req.Emit("drained", fmt.Sprintf("%s drained: %d pods removed, %d left on the node (DaemonSet or mirror)", node, len(out), len(skipped)), nil)
-	return cty.ObjectVal(map[string]cty.Value{"evicted": listOrEmpty(out), "skipped": listOrEmpty(skipped)}), nil
+	ph := cty.MapValEmpty(cty.Number)
+	if len(healthy) > 0 {
+		ph = cty.MapVal(healthy)
+	}
+	return cty.ObjectVal(map[string]cty.Value{"evicted": listOrEmpty(out), "skipped": listOrEmpty(skipped), "pdb_healthy": ph}), nil
+}
+
+func byIDPod(pods []corev1.Pod, id string) *corev1.Pod {
+	for i := range pods {
+		if pods[i].Namespace+"/"+pods[i].Name == id {
+			return &pods[i]
+		}
+	}
+	return nil
 }
 
 // listRV returns a resource version to watch from: a fresh LIST's, so that

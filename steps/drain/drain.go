@@ -44,6 +44,7 @@ var schema = &plans.KindSchema{
 	Outputs: []plans.OutputSchema{
 		{Name: "evicted", Type: cty.List(cty.String), Doc: "Pods evicted or deleted, as ns/name."},
 		{Name: "skipped", Type: cty.List(cty.String), Doc: "Pods left on the node (DaemonSet and mirror pods)."},
+		{Name: "pdb_healthy", Type: cty.Map(cty.Number), Doc: "Healthy pods of each PodDisruptionBudget the drain touched (\"ns/name\"), counted before the drain: give it to wait_workloads."},
 	},
 	NoContinue: true,
 	Revertible: true,
@@ -165,7 +166,7 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 	if n.Spec.Unschedulable && len(evict) == 0 {
 		ch.Action, ch.Summary = engine.ActionNoOp, node+" is cordoned and has no pods to evict"
 	}
-	ch.Outputs = cty.ObjectVal(map[string]cty.Value{"evicted": listOrEmpty(evict), "skipped": listOrEmpty(skipped)})
+	ch.Outputs = cty.ObjectVal(map[string]cty.Value{"evicted": listOrEmpty(evict), "skipped": listOrEmpty(skipped), "pdb_healthy": cty.UnknownVal(cty.Map(cty.Number))})
 	return ch, nil
 }
 

@@ -172,11 +172,17 @@ func (Workloads) Apply(ctx context.Context, req *engine.Request, _ *engine.Chang
 		nss = []string{metav1.NamespaceAll}
 	}
 	sel := req.Args.String("selector")
+	want := map[string]int32{}
+	for k, v := range req.Args.StringMap("pdb_healthy") {
+		var n int32
+		fmt.Sscan(v, &n)
+		want[k] = n
+	}
 	last := ""
 	for {
 		var missing []string
 		for _, ns := range nss {
-			m, err := unavailable(ctx, kc, ns, sel)
+			m, err := unavailable(ctx, kc, ns, sel, want)
 			if err != nil {
 				if ctx.Err() != nil {
 					break
@@ -202,7 +208,7 @@ func (Workloads) Apply(ctx context.Context, req *engine.Request, _ *engine.Chang
 	}
 }
 
-func unavailable(ctx context.Context, kc kubernetes.Interface, ns, sel string) ([]string, error) {
+func unavailable(ctx context.Context, kc kubernetes.Interface, ns, sel string, want map[string]int32) ([]string, error) {
 	opts := metav1.ListOptions{LabelSelector: sel}
 	var out []string
 	pdbs, err := kc.PolicyV1().PodDisruptionBudgets(ns).List(ctx, opts)
@@ -210,8 +216,18 @@ func unavailable(ctx context.Context, kc kubernetes.Interface, ns, sel string) (
 		return nil, fmt.Errorf("listing PodDisruptionBudgets: %w", err)
 	}
 	for _, p := range pdbs.Items {
-		if p.Status.ObservedGeneration < p.Generation || p.Status.CurrentHealthy < p.Status.DesiredHealthy {
-			out = append(out, fmt.Sprintf("PDB %s/%s healthy %d of %d", p.Namespace, p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy))
+		// Back to the count from before the drain when it is known, else
+		// every pod the PDB expects; the PDB's minimum alone would let the
+		// next node's drain start while this one's pods are still starting.
+		need, ok := want[p.Namespace+"/"+p.Name]
+		if !ok {
+			need = p.Status.ExpectedPods
+		}
+		if need < p.Status.DesiredHealthy {
+			need = p.Status.DesiredHealthy
+		}
+		if p.Status.ObservedGeneration < p.Generation || p.Status.CurrentHealthy < need {
+			out = append(out, fmt.Sprintf("PDB %s/%s healthy %d of %d", p.Namespace, p.Name, p.Status.CurrentHealthy, need))
 		}
 	}
 	deps, err := kc.AppsV1().Deployments(ns).List(ctx, opts)

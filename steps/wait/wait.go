@@ -40,6 +40,7 @@ var workloadsSchema = &plans.KindSchema{
 	Args: []plans.ArgSchema{
 		{Name: "namespaces", Type: cty.List(cty.String), Doc: "Namespaces whose workloads must be available; all when unset."},
 		{Name: "selector", Type: cty.String, Format: plans.FormatSelector, Doc: "Only workloads with these labels."},
+		{Name: "pdb_healthy", Type: cty.Map(cty.Number), Doc: "Healthy pods each PDB (\"ns/name\") must have again, e.g. a drain's pdb_healthy output; PDBs not named must have all their expected pods healthy."},
 	},
 }
 

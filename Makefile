@@ -31,7 +31,7 @@ test: setup build lab lint
 	$(GO) test -count=1 ./...
 	$(MAKE) test-lab
 
-test-lab: lab
+test-lab: setup lab
 	cd lab && RUNBOOK_LAB_BIN=$(CURDIR)/$(BIN)/runbook-lab $(GO) test -count=1 -timeout 20m ./...
 
 lint:

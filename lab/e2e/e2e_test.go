@@ -326,7 +326,8 @@ func TestDefaultLab(t *testing.T) {
 			}
 		}
 		slices.Sort(running)
-		want := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelets"}
+		// Part 2: every node runs its sshd.
+		want := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelets", "sshd-cp-1", "sshd-worker-1", "sshd-worker-2"}
 		if !st.Running || st.ServerVersion != "v1.27.6" || !slices.Equal(running, want) {
 			t.Errorf("status: running %v version %s processes %v", st.Running, st.ServerVersion, running)
 		}

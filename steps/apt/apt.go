@@ -106,7 +106,9 @@ func probe(ctx context.Context, req *engine.Request, r engine.Runner, names []st
 	}
 	for _, line := range strings.Split(res.Stdout, "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 3 && strings.HasPrefix(f[2], "ii") {
+		// db:Status-Abbrev: the desired action ("i" install, "h" hold),
+		// then the state ("i" installed): "ii" and held "hi" are installed.
+		if len(f) >= 3 && len(f[2]) >= 2 && f[2][1] == 'i' {
 			st.installed[f[0]] = f[1]
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -19,7 +20,29 @@ import (
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/runbookhq/runbook/lab/internal/components"
+	"github.com/runbookhq/runbook/lab/internal/nodeshell"
+	"github.com/runbookhq/runbook/lab/internal/nodetools"
 )
+
+// nodeShell is sshd's ForceCommand: node-shell --lab DIR --node NAME.
+func nodeShell(args []string, stderr io.Writer) int {
+	var dir, node string
+	for i := 0; i+1 < len(args); i += 2 {
+		switch args[i] {
+		case "--lab":
+			dir = args[i+1]
+		case "--node":
+			node = args[i+1]
+		}
+	}
+	if dir == "" || node == "" {
+		fmt.Fprintln(stderr, "runbook-lab node-shell: usage: node-shell --lab DIR --node NAME")
+		return ExitUsage
+	}
+	err := nodeshell.Exec(dir, node)
+	fmt.Fprintln(stderr, "runbook-lab node-shell:", err)
+	return ExitError
+}
 
 // Exit codes.
 const (
@@ -44,6 +67,20 @@ func (e exitError) Error() string {
 
 // Main runs the binary with os.Args-style args and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	// On a node, the tools are symlinks to this binary.
+	if len(args) > 0 {
+		base := filepath.Base(args[0])
+		if nodetools.IsTool(base) {
+			return nodetools.Main(base, args[1:])
+		}
+		if base == "kubectl" {
+			code, _ := runComponent("kubectl", args[1:])
+			return code
+		}
+	}
+	if len(args) > 1 && args[1] == "node-shell" {
+		return nodeShell(args[2:], stderr)
+	}
 	if len(args) > 1 {
 		if code, ok := runComponent(args[1], args[2:]); ok {
 			return code
@@ -127,7 +164,7 @@ Components (each run by the supervisor as its own process):
 	_ = pflag.CommandLine.MarkHidden("version")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newUp(), newStatus(), newDown(), newRestartControlPlane(), newSupervise(), newKubelets())
+	root.AddCommand(newUp(), newStatus(), newDown(), newRestartControlPlane(), newSupervise(), newKubelets(), newFault())
 	// Listed for help only; Main dispatches them before cobra runs.
 	for _, c := range []struct{ name, short string }{
 		{"apiserver", "Run kube-apiserver (k8s.io/kubernetes)"},

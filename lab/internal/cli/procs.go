@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/runbookhq/runbook/lab/internal/layout"
+	"github.com/runbookhq/runbook/lab/internal/nodessh"
 )
 
 // supervisorPID returns the pid of the lab's running supervisor, or 0 when
@@ -47,6 +48,11 @@ func cmdline(pid int) []string {
 // false, any runbook-lab child.
 func isLabProcess(pid int, l layout.Lab, supervisorOnly bool) bool {
 	args := cmdline(pid)
+	if !supervisorOnly && strings.Contains(strings.Join(args, " "), nodessh.SSHD+" -D -e -f "+l.SSHDir()+"/") {
+		// A node's sshd (-f <lab>/ssh/nodes/<node>/sshd_config); sshd rewrites
+		// its command line to "sshd: /usr/sbin/sshd -D ... [listener] ...".
+		return true
+	}
 	if len(args) < 2 {
 		return false
 	}

@@ -3,9 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,41 +62,15 @@ new version. It changes nothing else: not kubeadm-config, not kubelets.`,
 	return c
 }
 
-var imageTag = regexp.MustCompile(`(?m)^(\s*image:\s*\S*/(kube-apiserver|kube-controller-manager|kube-scheduler|etcd)):(\S+)\s*$`)
-
 // RewriteImages replaces control-plane image tags in a manifest, leaving
 // everything else byte for byte.
 func RewriteImages(manifest []byte, version string) []byte {
-	return imageTag.ReplaceAllFunc(manifest, func(m []byte) []byte {
-		sub := imageTag.FindSubmatch(m)
-		tag := version
-		if string(sub[2]) == "etcd" {
-			tag = staticpod.EtcdImageTag(version)
-		}
-		return []byte(string(sub[1]) + ":" + tag)
-	})
+	return staticpod.RewriteImages(manifest, version)
 }
 
 // SetManifestVersions rewrites every control-plane manifest in dir.
 func SetManifestVersions(dir, version string) error {
-	for _, c := range staticpod.Components {
-		p := filepath.Join(dir, c+".yaml")
-		b, err := os.ReadFile(p)
-		if os.IsNotExist(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read manifest: %w", err)
-		}
-		nb := RewriteImages(b, version)
-		if string(nb) == string(b) {
-			continue
-		}
-		if err := layout.WriteFileAtomic(p, nb, 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
+	return staticpod.SetManifestVersions(dir, version)
 }
 
 func waitServerVersion(ctx context.Context, l layout.Lab, v string, timeout time.Duration, cmd *cobra.Command) error {

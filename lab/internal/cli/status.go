@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -142,6 +145,18 @@ func printStatus(w io.Writer, st Status) {
 	fmt.Fprintf(w, "lab:        %s\nstate:      %s\nkubeconfig: %s\n", st.Dir, state, st.Kubeconfig)
 	fmt.Fprintf(w, "ports:      apiserver %d, etcd %d/%d, controller-manager %d, scheduler %d\n",
 		st.Ports.APIServer, st.Ports.EtcdClient, st.Ports.EtcdPeer, st.Ports.ControllerManager, st.Ports.Scheduler)
+	if len(st.Ports.SSH) > 0 {
+		byPort := map[int]int{}
+		for _, p := range st.Ports.SSH {
+			byPort[p]++
+		}
+		var parts []string
+		for p, n := range byPort {
+			parts = append(parts, fmt.Sprintf("%d (%d nodes)", p, n))
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(w, "ssh ports:  %s\n", strings.Join(parts, ", "))
+	}
 	if !st.Running {
 		return
 	}
@@ -150,12 +165,26 @@ func printStatus(w io.Writer, st Status) {
 	}
 	if len(st.Processes) > 0 {
 		fmt.Fprintln(w, "processes:")
+		var sshds, sshdUp []string
 		for _, p := range st.Processes {
+			if strings.HasPrefix(p.Name, "sshd-") {
+				sshds = append(sshds, p.Name)
+				if p.Running {
+					sshdUp = append(sshdUp, p.Name)
+				}
+				if len(st.Processes) > 20 {
+					continue
+				}
+			}
 			state := "down"
 			if p.Running {
 				state = fmt.Sprintf("pid %d", p.PID)
 			}
 			fmt.Fprintf(w, "  %-24s %-10s %-10s restarts %d\n", p.Name, state, p.Version, p.Restarts)
+		}
+		if len(sshds) > 0 {
+			total := max(len(sshds), len(st.Ports.SSH))
+			fmt.Fprintf(w, "sshd:       %d of %d nodes running sshd; ssh -F %s <node>\n", len(sshdUp), total, filepath.Join(st.Dir, "ssh_config"))
 		}
 	}
 	if len(st.Nodes) > 0 {

@@ -116,7 +116,8 @@ func up(ctx context.Context, cmd *cobra.Command, l layout.Lab, o createOptions, 
 	if err := w.wait(ctx, timeout); err != nil {
 		return exitError{ExitError, err}
 	}
-	fmt.Fprintf(out, "lab ready in %.1fs\n  export KUBECONFIG=%s\n", time.Since(start).Seconds(), l.Kubeconfig())
+	fmt.Fprintf(out, "lab ready in %.1fs\n  export KUBECONFIG=%s\n  ssh -F %s %s\n  runbook plan -var-file %s ...\n",
+		time.Since(start).Seconds(), l.Kubeconfig(), l.SSHConfig(), cfg.Nodes[0].Name, l.TFVars())
 	return nil
 }
 

@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"net"
+	"strconv"
+
 	"context"
 	"fmt"
+	"github.com/runbookhq/runbook/lab/internal/nodessh"
 	"io"
 	"os"
 	"sort"
@@ -45,6 +49,9 @@ func (w waiter) stages() []stage {
 		}},
 		{"all nodes Ready", func(ctx context.Context, cs kubernetes.Interface) (string, error) {
 			return pendingNodes(ctx, cs, w.cfg, w.fresh)
+		}},
+		{"sshd on every node", func(context.Context, kubernetes.Interface) (string, error) {
+			return w.pendingSSHDs(), nil
 		}},
 		{"scenario seeded", func(context.Context, kubernetes.Interface) (string, error) {
 			if _, err := os.Stat(w.lab.SeededFile()); err == nil {
@@ -199,4 +206,29 @@ func PendingWorkloads(ctx context.Context, cs kubernetes.Interface) (string, err
 		return "", nil
 	}
 	return "not ready: " + abbreviate(pending, 6), nil
+}
+
+// pendingSSHDs lists the nodes whose sshd does not answer yet (none when
+// sshd is not installed: the supervisor logs that).
+func (w waiter) pendingSSHDs() string {
+	if nodessh.Available() != nil {
+		return ""
+	}
+	ports, err := w.lab.ReadPorts()
+	if err != nil || ports.SSH == nil {
+		return "ssh ports not chosen yet"
+	}
+	var missing []string
+	for _, n := range w.cfg.Nodes {
+		if w.lab.HasFault(n.Name, "sshd-down") {
+			continue
+		}
+		if !sshBanner(net.JoinHostPort(n.IP, strconv.Itoa(ports.SSH[n.Name]))) {
+			missing = append(missing, n.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return "sshd not answering on " + abbreviate(missing, 5)
+	}
+	return ""
 }

@@ -38,6 +38,9 @@ type Ports struct {
 	EtcdPeer          int `json:"etcdPeer"`
 	ControllerManager int `json:"controllerManager"` // on 127.0.0.1, like kubeadm
 	Scheduler         int `json:"scheduler"`         // on 127.0.0.1, like kubeadm
+	// SSH is each node's sshd port on the node's own IP (22 when it was
+	// free when the lab was created or last started).
+	SSH map[string]int `json:"ssh,omitempty"`
 }
 
 // Config is what `up` decided when it created the lab (lab.json). The
@@ -103,6 +106,39 @@ func (l Lab) NodeDir(node string) string { return l.path("nodes", node) }
 // the lab directory.
 func (l Lab) NodePath(node, p string) string {
 	return filepath.Join(l.NodeDir(node), filepath.FromSlash(strings.TrimPrefix(p, "/")))
+}
+
+// SSHDir holds the lab's SSH keys and per-node sshd files.
+func (l Lab) SSHDir() string { return l.path("ssh") }
+
+// ClientKey is the private key that logs in to every node as root.
+func (l Lab) ClientKey() string { return l.path("ssh", "id_ed25519") }
+
+// AuthorizedKeys is the nodes' authorized_keys (the client key).
+func (l Lab) AuthorizedKeys() string { return l.path("ssh", "authorized_keys") }
+
+// NodeSSHDir holds a node's sshd_config and host key.
+func (l Lab) NodeSSHDir(node string) string { return l.path("ssh", "nodes", node) }
+
+// SSHConfig is the ssh_config with a Host entry per node.
+func (l Lab) SSHConfig() string { return l.path("ssh_config") }
+
+// KnownHosts holds every node's host key.
+func (l Lab) KnownHosts() string { return l.path("known_hosts") }
+
+// TFVars is the variables file for runbook's example plans.
+func (l Lab) TFVars() string { return l.path("runbook.tfvars") }
+
+// FaultDir holds a node's active faults, one file per fault.
+func (l Lab) FaultDir(node string) string { return l.path("faults", node) }
+
+// FaultFile is the marker of one fault on a node.
+func (l Lab) FaultFile(node, fault string) string { return l.path("faults", node, fault) }
+
+// HasFault tells whether a fault is set on a node.
+func (l Lab) HasFault(node, fault string) bool {
+	_, err := os.Stat(l.FaultFile(node, fault))
+	return err == nil
 }
 
 // ManifestDir is the node's static pod directory.

@@ -2,6 +2,7 @@ package layout
 
 import (
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -57,7 +58,7 @@ func TestPaths(t *testing.T) {
 
 func TestJSONRoundTrip(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "a", "ports.json")
-	in := Ports{APIServer: 1, EtcdClient: 2, EtcdPeer: 3, ControllerManager: 4, Scheduler: 5}
+	in := Ports{APIServer: 1, EtcdClient: 2, EtcdPeer: 3, ControllerManager: 4, Scheduler: 5, SSH: map[string]int{"cp-1": 22, "worker-1": 2222}}
 	if err := WriteJSON(p, in); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := ReadJSON(p, &out); err != nil {
 		t.Fatal(err)
 	}
-	if in != out {
+	if !reflect.DeepEqual(in, out) {
 		t.Errorf("round trip: %+v != %+v", out, in)
 	}
 }

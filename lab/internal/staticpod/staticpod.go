@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -407,4 +408,63 @@ func Write(dir string, pods map[string]*corev1.Pod) error {
 		}
 	}
 	return nil
+}
+
+var imageTag = regexp.MustCompile(`(?m)^(\s*image:\s*\S*/(kube-apiserver|kube-controller-manager|kube-scheduler|etcd)):(\S+)\s*$`)
+
+// RewriteImages replaces control-plane image tags in a manifest (etcd's
+// with kubeadm's etcd tag for the version), leaving everything else byte
+// for byte.
+func RewriteImages(manifest []byte, version string) []byte {
+	return imageTag.ReplaceAllFunc(manifest, func(m []byte) []byte {
+		sub := imageTag.FindSubmatch(m)
+		tag := version
+		if string(sub[2]) == "etcd" {
+			tag = EtcdImageTag(version)
+		}
+		return []byte(string(sub[1]) + ":" + tag)
+	})
+}
+
+// SetManifestVersions rewrites every control-plane manifest in dir, as
+// kubeadm upgrade does; manifests that are absent are skipped.
+func SetManifestVersions(dir, version string) error {
+	for _, c := range Components {
+		p := filepath.Join(dir, c+".yaml")
+		b, err := os.ReadFile(p)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read manifest: %w", err)
+		}
+		nb := RewriteImages(b, version)
+		if string(nb) == string(b) {
+			continue
+		}
+		if err := writeFileAtomic(p, nb, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -15,6 +15,7 @@ import (
 // procSpec says how to run one child.
 type procSpec struct {
 	Name    string // e.g. kube-apiserver; also the log file name
+	Exe     string // program to run; empty: the runbook-lab binary
 	Args    []string
 	Env     []string // extra environment
 	Hash    string   // manifest content hash; a change means restart
@@ -103,7 +104,11 @@ func (p *proc) runOnce(ctx context.Context) error {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "\n==== runbook-lab supervisor: starting %s at %s ====\n", p.spec.Name, time.Now().Format(time.RFC3339))
-	cmd := exec.Command(p.exe, p.spec.Args...)
+	exe := p.exe
+	if p.spec.Exe != "" {
+		exe = p.spec.Exe
+	}
+	cmd := exec.Command(exe, p.spec.Args...)
 	cmd.Env = append(os.Environ(), p.spec.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +31,9 @@ import (
 	"github.com/runbookhq/runbook/lab/internal/bootstrap"
 	"github.com/runbookhq/runbook/lab/internal/components"
 	"github.com/runbookhq/runbook/lab/internal/layout"
+	"github.com/runbookhq/runbook/lab/internal/nodeshell"
+	"github.com/runbookhq/runbook/lab/internal/nodessh"
+	"github.com/runbookhq/runbook/lab/internal/nodetools"
 	"github.com/runbookhq/runbook/lab/internal/staticpod"
 )
 
@@ -45,6 +50,10 @@ type supervisor struct {
 	exe   string
 	log   *slog.Logger
 	procs map[string]*proc
+	// sshds are the nodes' sshd processes, keyed by node name.
+	sshds map[string]*proc
+	// noSSHD says why no sshd runs (sshd not installed), logged once.
+	noSSHD error
 	// badManifests remembers which broken manifest contents were logged.
 	badManifests map[string]bool
 }
@@ -70,8 +79,27 @@ func Run(ctx context.Context, lab layout.Lab, log *slog.Logger) error {
 	if err := os.WriteFile(lab.PIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
-	s := &supervisor{lab: lab, cfg: cfg, node: node, exe: exe, log: log, procs: map[string]*proc{}, badManifests: map[string]bool{}}
+	s := &supervisor{lab: lab, cfg: cfg, node: node, exe: exe, log: log, procs: map[string]*proc{}, sshds: map[string]*proc{}, badManifests: map[string]bool{}}
 	log.Info("supervisor starting", "dir", lab.Dir, "pid", os.Getpid(), "nodes", len(cfg.Nodes))
+
+	// Labs share the node addresses (127.0.1.N): choosing ports (22 when
+	// free) and starting the sshds happens under a machine-wide lock, so two
+	// labs starting at once do not both take port 22 of the same address.
+	unlock, err := lockSSHPorts()
+	if err != nil {
+		return err
+	}
+	if err := prepareNodes(lab, cfg, exe); err != nil {
+		unlock()
+		return err
+	}
+	if s.noSSHD = nodessh.Available(); s.noSSHD != nil {
+		log.Error("nodes get no sshd", "err", s.noSSHD)
+	} else if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		// sshd running as root needs its privilege-separation directory,
+		// which Debian's service unit creates.
+		log.Error("creating /run/sshd", "err", err)
+	}
 
 	childCtx, stopChildren := context.WithCancel(context.Background())
 	defer stopChildren()
@@ -96,6 +124,12 @@ func Run(ctx context.Context, lab layout.Lab, log *slog.Logger) error {
 			break
 		}
 		s.syncManifests(childCtx)
+		s.syncSSHDs(childCtx)
+		if unlock != nil {
+			s.waitSSHDsListening(10 * time.Second)
+			unlock()
+			unlock = nil
+		}
 		s.writeStatus(kubelets)
 		select {
 		case <-ctx.Done():
@@ -107,6 +141,7 @@ func Run(ctx context.Context, lab layout.Lab, log *slog.Logger) error {
 	stopBoot()
 	<-bootDone
 	kubelets.stop()
+	s.stopSSHDs()
 	s.stopAll()
 	_ = os.Remove(ProcessesFile(lab))
 	_ = os.Remove(lab.PIDFile())
@@ -286,6 +321,14 @@ func (s *supervisor) writeStatus(kubelets *proc) {
 		st = append(st, s.procs[n].status())
 	}
 	st = append(st, kubelets.status())
+	names := make([]string, 0, len(s.sshds))
+	for n := range s.sshds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		st = append(st, s.sshds[n].status())
+	}
 	if err := layout.WriteJSON(ProcessesFile(s.lab), st); err != nil {
 		s.log.Warn("writing process status", "err", err)
 	}
@@ -320,4 +363,131 @@ func ReadProcesses(l layout.Lab) ([]ProcStatus, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// SSHDProc is the process name of a node's sshd.
+func SSHDProc(node string) string { return "sshd-" + node }
+
+// prepareNodes gives every node what part 2 adds: the directories of the
+// node shell's mounts, dpkg/apt state (the packages at the lab's version),
+// a kubelet.conf, and the sshd, ssh_config, known_hosts and tfvars files.
+// It changes nothing that exists, except the regenerated SSH configs.
+func prepareNodes(lab layout.Lab, cfg layout.Config, exe string) error {
+	if _, err := nodessh.Ensure(lab, cfg, exe, true); err != nil {
+		return fmt.Errorf("node ssh set-up: %w", err)
+	}
+	for _, n := range cfg.Nodes {
+		if err := nodeshell.PrepareNode(lab, n.Name); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		e := nodetools.Env{Root: lab.NodeDir(n.Name), Lab: lab, Node: n.Name}
+		if err := nodetools.InitNode(e, cfg.InitialVersion); err != nil {
+			return fmt.Errorf("node %s packages: %w", n.Name, err)
+		}
+		kc := lab.NodePath(n.Name, nodetools.KubeletConf)
+		if _, err := os.Stat(kc); errors.Is(err, os.ErrNotExist) {
+			b, err := os.ReadFile(lab.KubeletSimKubeconfig())
+			if err != nil {
+				return err
+			}
+			if err := layout.WriteFileAtomic(kc, b, 0o600); err != nil {
+				return err
+			}
+		}
+		if n.Role == layout.RoleControlPlane {
+			// As kubeadm init tells the admin to do: mkdir -p $HOME/.kube; cp admin.conf.
+			kube := lab.NodePath(n.Name, "/root/.kube/config")
+			if _, err := os.Stat(kube); errors.Is(err, os.ErrNotExist) {
+				if b, err := os.ReadFile(lab.NodePath(n.Name, nodetools.AdminConf)); err == nil {
+					if err := layout.WriteFileAtomic(kube, b, 0o600); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// syncSSHDs runs one sshd per node, except where the sshd-down fault is
+// set; an sshd whose config or host key changed is restarted.
+func (s *supervisor) syncSSHDs(ctx context.Context) {
+	if s.noSSHD != nil {
+		return
+	}
+	for _, n := range s.cfg.Nodes {
+		want := !s.lab.HasFault(n.Name, "sshd-down")
+		hash := nodessh.Hash(s.lab, n.Name)
+		p, running := s.sshds[n.Name]
+		if running && (!want || p.spec.Hash != hash) {
+			s.log.Info("stopping sshd", "node", n.Name, "fault", !want)
+			p.stop()
+			delete(s.sshds, n.Name)
+			running = false
+		}
+		if want && !running {
+			spec := procSpec{Name: SSHDProc(n.Name), Exe: nodessh.SSHD, Hash: hash,
+				Args: []string{"-D", "-e", "-f", nodessh.SSHDConfigFile(s.lab, n.Name)}}
+			s.sshds[n.Name] = startProc(ctx, s.exe, s.lab.LogFile(SSHDProc(n.Name)), spec, s.log)
+		}
+	}
+}
+
+func (s *supervisor) stopSSHDs() {
+	var wg sync.WaitGroup
+	for n, p := range s.sshds {
+		wg.Go(p.stop)
+		delete(s.sshds, n)
+	}
+	wg.Wait()
+}
+
+// SSHPortsLock is the machine-wide lock file of sshd port choices.
+const SSHPortsLock = "/tmp/runbook-lab-ssh-ports.lock"
+
+func lockSSHPorts() (func(), error) {
+	f, err := os.OpenFile(SSHPortsLock, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("ssh port lock: %w", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("ssh port lock %s held by another lab for 60s", SSHPortsLock)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// waitSSHDsListening waits (bounded) until every started sshd listens.
+func (s *supervisor) waitSSHDsListening(timeout time.Duration) {
+	ports, err := s.lab.ReadPorts()
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for _, n := range s.cfg.Nodes {
+		if _, ok := s.sshds[n.Name]; !ok {
+			continue
+		}
+		addr := net.JoinHostPort(n.IP, strconv.Itoa(ports.SSH[n.Name]))
+		for {
+			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				s.log.Warn("sshd not listening yet", "node", n.Name, "addr", addr)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }

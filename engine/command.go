@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/runbookhq/runbook/internal/shellquote"
@@ -16,8 +17,11 @@ type Command struct {
 	Script string
 	// Sudo runs the command through `sudo -n`, which fails at once instead
 	// of waiting for a password nobody will type.
-	Sudo    bool
-	Stdin   []byte
+	Sudo  bool
+	Stdin []byte
+	// Stdout, if set, receives standard output byte for byte (a file
+	// copied off the node) instead of Result.Stdout.
+	Stdout  io.Writer `json:"-"`
 	Timeout time.Duration
 	// OnLine receives output as it arrives, line by line.
 	OnLine func(stream, line string) `json:"-"`

@@ -1,7 +1,13 @@
-# A disaster-recovery drill: write a canary, snapshot etcd, break something
-# (delete a namespace), restore from the snapshot, and check that the canary
-# and the namespace are back. Run it with `runbook drill` against a lab or a
-# cluster marked non-production, never against production.
+# A disaster-recovery drill: back up the resources, write a canary, snapshot
+# etcd, break something (delete a namespace), restore from the snapshot, and
+# check that the canary, the namespace and its objects are back and its
+# workloads Ready. Run it with `runbook drill` against a lab or a cluster
+# that is not production: it deletes a namespace on purpose.
+#
+#   runbook drill --auto-approve -var-file .lab/runbook.tfvars examples/dr-drill.hcl
+#
+# The report (report.html, .md, .json) gives the time to recovery (from the
+# restore's start to every expectation holding) and the snapshot's age.
 runbook "dr-drill" {
   description = "etcd snapshot, damage, restore, verify"
 }
@@ -10,6 +16,12 @@ variable "victim_namespace" {
   type        = string
   default     = "app"
   description = "The namespace the drill deletes after the snapshot and expects back after the restore."
+}
+
+variable "victim_workloads" {
+  type        = list(string)
+  default     = ["app/deployment/web", "app/deployment/cache", "app/daemonset/log-agent"]
+  description = "Workloads (namespace/kind/name) that must be Ready again after the restore."
 }
 
 variable "backup_dir" {
@@ -49,7 +61,8 @@ variable "node_address" {
 }
 
 locals {
-  canary = "/runbook/drill/canary"
+  canary    = "/runbook/drill/canary"
+  resources = "drill/resources-${formatdate("YYYYMMDDhhmmss", timestamp())}"
   etcd_tls = [
     "--endpoints=https://127.0.0.1:2379",
     "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
@@ -73,8 +86,22 @@ inventory "control_plane" {
   address  = var.node_address
 }
 
+drill {
+  # This plan deletes a namespace: runbook drill refuses it unless this is true.
+  non_production = true
+  expect_objects {
+    backup     = local.resources
+    namespaces = [var.victim_namespace]
+  }
+  expect_ready = var.victim_workloads
+  timeout      = "5m"
+}
+
+# What the namespace held before the drill, to compare with after it.
 step "backup_resources" "before" {
-  dir = "drill/before"
+  dir            = local.resources
+  namespaces     = [var.victim_namespace]
+  cluster_scoped = false
 }
 
 phase "drill" {

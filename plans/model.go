@@ -20,6 +20,7 @@ type Plan struct {
 	Items       []Item // top-level steps and phases, in file order
 	Journal     *Journal
 	Notify      []*Notify
+	Drill       *Drill
 }
 
 // Runbook is the `runbook "name" {}` block.
@@ -144,6 +145,21 @@ func (s *Step) Address() string {
 
 // Journal is the `journal {}` block: where the run's journal is kept.
 type Journal struct {
+	Attrs     map[string]*hcl.Attribute
+	DeclRange hcl.Range
+}
+
+// Drill is the `drill {}` block: what makes a plan a disaster-recovery
+// drill (`runbook drill`), and what the drill must show at its end.
+type Drill struct {
+	Attrs         map[string]*hcl.Attribute
+	ExpectObjects []*ExpectObjects
+	DeclRange     hcl.Range
+}
+
+// ExpectObjects is an `expect_objects {}` block of a drill: the objects of
+// a resource backup that must be in the cluster after the recovery.
+type ExpectObjects struct {
 	Attrs     map[string]*hcl.Attribute
 	DeclRange hcl.Range
 }

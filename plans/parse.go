@@ -28,6 +28,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "step", LabelNames: []string{"kind", "name"}},
 		{Type: "journal"},
 		{Type: "notify", LabelNames: []string{"name"}},
+		{Type: "drill"},
 	},
 }
 
@@ -82,6 +83,13 @@ var stepCommonSchema = func() *hcl.BodySchema {
 }()
 
 var journalSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "backend"}, {Name: "path"}, {Name: "namespace"}}}
+
+var drillSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "non_production"}, {Name: "report_dir"}, {Name: "expect_ready"}, {Name: "timeout"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "expect_objects"}},
+}
+
+var expectObjectsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "backup", Required: true}, {Name: "namespaces"}, {Name: "kinds"}}}
 
 var notifySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "url", Required: true}, {Name: "events"}, {Name: "headers"}, {Name: "timeout"}}}
 
@@ -214,6 +222,12 @@ func (b *builder) file(body hcl.Body) {
 			c, d := blk.Body.Content(journalSchema)
 			b.diags = append(b.diags, d...)
 			b.plan.Journal = &Journal{Attrs: c.Attributes, DeclRange: blk.DefRange}
+		case "drill":
+			if b.plan.Drill != nil {
+				b.errorf(&blk.DefRange, "Duplicate drill block", "Only one drill block is allowed; the first is at %s.", b.plan.Drill.DeclRange)
+				continue
+			}
+			b.drill(blk)
 		case "notify":
 			if !b.declare("notify", blk.Labels[0], blk.LabelRanges[0]) {
 				continue
@@ -223,6 +237,18 @@ func (b *builder) file(body hcl.Body) {
 			b.plan.Notify = append(b.plan.Notify, &Notify{Name: blk.Labels[0], Attrs: c.Attributes, DeclRange: blk.DefRange})
 		}
 	}
+}
+
+func (b *builder) drill(blk *hcl.Block) {
+	c, d := blk.Body.Content(drillSchema)
+	b.diags = append(b.diags, d...)
+	dr := &Drill{Attrs: c.Attributes, DeclRange: blk.DefRange}
+	for _, eb := range c.Blocks {
+		ec, d := eb.Body.Content(expectObjectsSchema)
+		b.diags = append(b.diags, d...)
+		dr.ExpectObjects = append(dr.ExpectObjects, &ExpectObjects{Attrs: ec.Attributes, DeclRange: eb.DefRange})
+	}
+	b.plan.Drill = dr
 }
 
 func attrExpr(c *hcl.BodyContent, name string) hcl.Expression {

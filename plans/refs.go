@@ -40,6 +40,12 @@ func (b *builder) checkReferences() {
 	for _, n := range p.Notify {
 		b.checkAttrs(base, n.Attrs)
 	}
+	if p.Drill != nil {
+		b.checkAttrs(base, p.Drill.Attrs)
+		for _, e := range p.Drill.ExpectObjects {
+			b.checkAttrs(base, e.Attrs)
+		}
+	}
 	for _, inv := range p.Inventories {
 		b.checkExprs(scope{what: "an inventory"}, inv.Selector, inv.Nodes, inv.Address)
 		if inv.SSH != nil {

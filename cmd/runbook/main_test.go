@@ -60,6 +60,7 @@ func TestLabScripts(t *testing.T) {
 				l := labtest.Up(t, o)
 				ts.Setenv("KUBECONFIG", l.Kubeconfig)
 				ts.Setenv("LABDIR", l.Dir)
+				ts.Setenv("LABBIN", labtest.Bin(t))
 			},
 		},
 	})

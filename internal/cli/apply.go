@@ -27,7 +27,6 @@ import (
 	"github.com/runbookhq/runbook/internal/view"
 	"github.com/runbookhq/runbook/plans"
 	"github.com/spf13/cobra"
-	"github.com/zclconf/go-cty/cty"
 	"golang.org/x/term"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -51,10 +50,18 @@ type applyOptions struct {
 	context     string
 	journalDir  string
 	noLock      bool
+	// drill, when set, makes the run a disaster-recovery drill: refused
+	// unless the plan says its cluster is not production, and followed by
+	// the drill's checks and report.
+	drill *drillRun
 }
 
 func newApply(stdio *IO) *cobra.Command {
-	var o applyOptions
+	return applyCommand(stdio, &applyOptions{})
+}
+
+// applyCommand is apply's command with its flags bound to o (drill shares them).
+func applyCommand(stdio *IO, o *applyOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply PLAN",
 		Short: "Carry out a plan, node by node, with a journal and a cluster lock",
@@ -68,7 +75,7 @@ anything is redone. The first Ctrl-C lets running steps finish and stops;
 a second cancels them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runApply(cmd.Context(), stdio, args[0], o)
+			return runApply(cmd.Context(), stdio, args[0], *o)
 		},
 	}
 	o.vf.register(cmd)
@@ -181,6 +188,11 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		l.writeDiags(stdio)
 		return errQuiet(ExitError, "invalid plan")
 	}
+	if o.drill != nil {
+		if err := o.drill.check(l); err != nil {
+			return err
+		}
+	}
 	if o.kubeconfig != "" {
 		cs.Kubeconfig = o.kubeconfig
 	}
@@ -198,33 +210,19 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	h := header(l, false)
 
 	// Journal: find the last run of this plan.
+	js, d := evalJournal(l.vals)
+	if d.HasErrors() {
+		l.diags = append(l.diags, d...)
+		l.writeDiags(stdio)
+		return errQuiet(ExitError, "invalid plan")
+	}
 	jdir := o.journalDir
-	if jb := l.plan.Journal; jb != nil && jdir == "" {
-		backend, path := "local", ""
-		if a := jb.Attrs["backend"]; a != nil {
-			v, d := l.vals.Eval(a.Expr, cty.String)
-			if d.HasErrors() || v.IsNull() || !v.IsKnown() {
-				l.diags = append(l.diags, d...)
-				l.writeDiags(stdio)
-				return errQuiet(ExitError, "invalid plan")
-			}
-			backend = v.AsString()
-		}
-		if a := jb.Attrs["path"]; a != nil {
-			if v, d := l.vals.Eval(a.Expr, cty.String); !d.HasErrors() && v.IsKnown() && !v.IsNull() {
-				path = v.AsString()
-			}
-		}
-		switch backend {
-		case "local":
-			if path != "" {
-				jdir = path
-			}
-		case "cluster":
-			return &exitError{code: ExitError, err: errors.New(`journal { backend = "cluster" } is not implemented yet in this version of runbook: keep the journal local (the default, or --journal-dir)`)}
-		default:
-			return &exitError{code: ExitError, err: fmt.Errorf(`journal backend %q: use "local"`, backend)}
-		}
+	if jdir == "" {
+		jdir = js.path
+	}
+	var cj *clusterJournal
+	if js.backend == "cluster" {
+		cj = &clusterJournal{kc: kc, ns: js.namespace, runbook: l.plan.RunbookName(), log: stdio.Err}
 	}
 	if jdir == "" {
 		jdir = journal.Dir(l.plan.BaseDir, l.plan.RunbookName())
@@ -233,6 +231,11 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	var prior map[string]engine.Prior
 	var priorNodes map[string]map[string]any
 	latest, _ := journal.Latest(jdir)
+	if cj != nil {
+		if latest, err = cj.pull(ctx, jdir, latest); err != nil {
+			return &exitError{code: ExitError, err: err}
+		}
+	}
 	if latest != "" {
 		recs, err := journal.Read(latest)
 		if err != nil {
@@ -330,7 +333,13 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		return &exitError{code: ExitError, err: err}
 	}
 	defer j.Close()
+	if err := cj.attach(j, env, runID, h.PlanHash); err != nil {
+		return &exitError{code: ExitError, err: err}
+	}
 	if err := j.Append(journal.Record{Type: journal.RunStarted, RunID: runID, Runbook: l.plan.RunbookName(), PlanHash: h.PlanHash, VarsHash: h.VarsHash, Files: l.plan.Filenames}); err != nil {
+		return &exitError{code: ExitError, err: err}
+	}
+	if err := cj.start(j); err != nil {
 		return &exitError{code: ExitError, err: err}
 	}
 	before, err := snapshotNodes(ctx, kc, prog)
@@ -401,6 +410,7 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		status = "interrupted"
 	}
 	_ = j.Append(journal.Record{Type: journal.RunFinished, RunID: runID, Status: status})
+	cj.finish(j)
 	env.Emit(engine.Event{Time: time.Now(), Type: "run_finished", RunID: runID, Message: status})
 	afterCtx, cancelAfter := context.WithTimeout(context.Background(), 10*time.Second)
 	after, _ := snapshotNodes(afterCtx, kc, prog)
@@ -412,6 +422,15 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		fmt.Fprintf(stdio.Err, "warning: %v\n", lk.Lost())
 	}
 	resumeHint := fmt.Sprintf("Resume with: runbook apply --resume %s (run %s, journal %s)", arg, runID, j.Path())
+	if o.drill != nil {
+		resumeHint = fmt.Sprintf("Resume with: runbook drill --resume %s (run %s, journal %s)", arg, runID, j.Path())
+		if err := o.drill.finish(ctx, stdio, cfg, j, status); err != nil {
+			if status == "succeeded" {
+				return err
+			}
+			fmt.Fprintln(stdio.Err, err)
+		}
+	}
 	switch status {
 	case "failed":
 		fmt.Fprintln(stdio.Err, resumeHint)

@@ -64,6 +64,8 @@ type Journal struct {
 	mu   sync.Mutex
 	f    *os.File
 	path string
+	text []byte  // the whole journal, kept only while mirrored
+	m    *mirror // nil: the file only
 }
 
 // Dir is where a plan's journals live: .runbook/<runbook name>/ beside the
@@ -124,7 +126,8 @@ func cutTornTail(f *os.File) error {
 // Path is the file this journal writes.
 func (j *Journal) Path() string { return j.path }
 
-// Append writes one record and fsyncs it.
+// Append writes one record and fsyncs it; a mirrored journal then saves
+// its copy (see Mirror), whose failures are warnings, never errors.
 func (j *Journal) Append(r Record) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
@@ -134,15 +137,37 @@ func (j *Journal) Append(r Record) error {
 		return fmt.Errorf("journal record: %w", err)
 	}
 	b = append(b, '\n')
+	m, err := j.write(b)
+	if err != nil || m == nil {
+		return err
+	}
+	// Outside the file's lock: a slow API server delays only this caller's
+	// record, not the other nodes' writes to the file.
+	m.save(j.snapshot, false)
+	return nil
+}
+
+func (j *Journal) write(b []byte) (*mirror, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if _, err := j.f.Write(b); err != nil {
-		return fmt.Errorf("writing journal %s: %w", j.path, err)
+		return nil, fmt.Errorf("writing journal %s: %w", j.path, err)
 	}
 	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("syncing journal %s: %w", j.path, err)
+		return nil, fmt.Errorf("syncing journal %s: %w", j.path, err)
 	}
-	return nil
+	if j.m != nil {
+		j.text = append(j.text, b...)
+	}
+	return j.m, nil
+}
+
+// snapshot is the text so far; appends never change it (they write past
+// its length).
+func (j *Journal) snapshot() []byte {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.text[:len(j.text):len(j.text)]
 }
 
 // Close closes the file.

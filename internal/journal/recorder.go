@@ -52,12 +52,29 @@ func EncodeOutputs(v cty.Value, secrets []string) map[string]any {
 	if err != nil {
 		return nil
 	}
-	s := plans.Mask(string(b), secrets)
 	var m map[string]any
-	if json.Unmarshal([]byte(s), &m) != nil {
+	if json.Unmarshal(b, &m) != nil {
 		return nil
 	}
-	return m
+	// Masked after decoding, not in the JSON text, where a secret with a
+	// quote, backslash, <, > or & is escaped and would not match.
+	return maskAny(m, secrets).(map[string]any)
+}
+
+func maskAny(v any, secrets []string) any {
+	switch v := v.(type) {
+	case string:
+		return plans.Mask(v, secrets)
+	case map[string]any:
+		for k, e := range v {
+			v[k] = maskAny(e, secrets)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = maskAny(e, secrets)
+		}
+	}
+	return v
 }
 
 // DecodeOutputs turns journaled outputs back into a kind's output object.

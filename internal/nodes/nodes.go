@@ -106,7 +106,7 @@ type runner struct{ c *sshconn.Client }
 // Run implements engine.Runner. The transport builds the same command line
 // the dry-run printed (both quote with package shellquote).
 func (r runner) Run(ctx context.Context, cmd engine.Command) (*engine.Result, error) {
-	sc := sshconn.Command{Argv: cmd.Argv, Script: cmd.Script, Sudo: cmd.Sudo, Timeout: cmd.Timeout, OnLine: cmd.OnLine}
+	sc := sshconn.Command{Argv: cmd.Argv, Script: cmd.Script, Sudo: cmd.Sudo, Timeout: cmd.Timeout, OnLine: cmd.OnLine, Stdout: cmd.Stdout}
 	if cmd.Stdin != nil {
 		sc.Stdin = bytes.NewReader(cmd.Stdin)
 	}

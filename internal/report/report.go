@@ -44,6 +44,32 @@ type Report struct {
 	Nodes    []string                  `json:"nodes"`
 	Steps    []Step                    `json:"steps"`
 	Before   map[string]map[string]any `json:"nodes_before"`
+	Drill    *Drill                    `json:"drill,omitempty"`
+}
+
+// Drill is what a disaster-recovery drill measured and checked.
+type Drill struct {
+	Status string `json:"status"` // passed or failed
+	// RecoveryStart is when the first restore step started; Recovered is
+	// when every expectation first held after it.
+	RecoveryStart  time.Time     `json:"recovery_start"`
+	Recovered      time.Time     `json:"recovered,omitzero"`
+	TimeToRecovery time.Duration `json:"time_to_recovery_ns"`
+	// SnapshotAge is how old the restored snapshot was when etcd came back
+	// on it (-1: no etcd restore in the run).
+	SnapshotAge  time.Duration `json:"snapshot_age_ns"`
+	SnapshotTime time.Time     `json:"snapshot_time,omitzero"`
+	Checks       []Check       `json:"checks"`
+	Error        string        `json:"error,omitempty"`
+}
+
+// Check is one expectation of a drill.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Want   string `json:"want,omitempty"`
+	Got    string `json:"got,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Build folds journal records into a report.
@@ -122,6 +148,21 @@ func (r *Report) JSON(w io.Writer) error {
 func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "# Run %s of `%s`\n\n", r.RunID, r.Runbook)
 	fmt.Fprintf(w, "**%s** in %s (%s to %s, %d attempt(s), plan `%s`)\n\n", r.Status, r.Duration.Round(time.Second), r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339), r.Attempts, r.PlanHash)
+	if d := r.Drill; d != nil {
+		fmt.Fprintf(w, "## Drill: %s\n\n", d.Status)
+		fmt.Fprintf(w, "- time to recovery: **%s** (first restore step started %s)\n", dur(d.TimeToRecovery, d.Recovered.IsZero()), d.RecoveryStart.Format(time.RFC3339))
+		if d.SnapshotAge >= 0 {
+			fmt.Fprintf(w, "- snapshot age at restore: **%s** (written %s): the changes a real recovery would lose\n", d.SnapshotAge.Round(time.Second), d.SnapshotTime.Format(time.RFC3339))
+		}
+		if d.Error != "" {
+			fmt.Fprintf(w, "- error: %s\n", d.Error)
+		}
+		fmt.Fprintln(w, "\n| expectation | ok | want | got |\n|---|---|---|---|")
+		for _, c := range d.Checks {
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c.Name, map[bool]string{true: "yes", false: "**no**"}[c.OK], c.Want, strings.ReplaceAll(c.Got, "|", `\|`))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "| step | node | status | started | took | detail |\n|---|---|---|---|---|---|")
 	for _, s := range r.Steps {
 		detail := s.Summary
@@ -130,6 +171,14 @@ func (r *Report) Markdown(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | %s |\n", s.Address, s.Node, s.Status, s.Start.Format("15:04:05"), s.Duration.Round(time.Millisecond), strings.NewReplacer("|", `\|`, "\n", " ").Replace(detail))
 	}
+}
+
+// dur prints a measured duration, or "not recovered" when it never ended.
+func dur(d time.Duration, never bool) string {
+	if never {
+		return "not recovered"
+	}
+	return d.Round(100 * time.Millisecond).String()
 }
 
 type bar struct {
@@ -170,6 +219,17 @@ func (r *Report) HTML(w io.Writer) error {
 	}
 	data := map[string]any{"R": r, "Rows": rows, "Bars": bars, "Width": width, "Height": float64(len(rows))*rowH + 24, "RowH": rowH, "Left": left,
 		"Took": r.Duration.Round(time.Second).String(), "Axis": fmt.Sprintf("0 s to %.0f s", total)}
+	if d := r.Drill; d != nil {
+		x := left + (d.RecoveryStart.Sub(r.Start).Seconds()/total)*(width-left)
+		end := d.Recovered
+		if end.IsZero() {
+			end = r.End
+		}
+		data["Height"] = float64(len(rows))*rowH + 34
+		data["Recovery"] = bar{X: x, W: max(2, (end.Sub(d.RecoveryStart).Seconds()/total)*(width-left)), Y: float64(len(rows))*rowH + 2, Color: "#36c",
+			Title: "time to recovery: " + dur(d.TimeToRecovery, d.Recovered.IsZero())}
+		data["TTR"] = dur(d.TimeToRecovery, d.Recovered.IsZero())
+	}
 	return page.Execute(w, data)
 }
 
@@ -184,9 +244,15 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 <body>
 <h1>Run {{.R.RunID}} of <code>{{.R.Runbook}}</code></h1>
 <p><b>{{.R.Status}}</b> in {{.Took}}, {{.R.Attempts}} attempt(s), plan {{.R.PlanHash}}</p>
+{{with .R.Drill}}<h2>Drill: {{.Status}}</h2>
+<p>Time to recovery: <b>{{$.TTR}}</b> (from the first restore step to every expectation holding){{if ge .SnapshotAge 0}}; snapshot age at restore: <b>{{dur .SnapshotAge}}</b>{{end}}.{{if .Error}} Error: {{.Error}}{{end}}</p>
+<table><tr><th>expectation</th><th>ok</th><th>want</th><th>got</th></tr>
+{{range .Checks}}<tr><td>{{.Name}}</td><td class="{{if .OK}}finished{{else}}failed{{end}}">{{if .OK}}yes{{else}}no{{end}}</td><td>{{.Want}}</td><td>{{.Got}}</td></tr>
+{{end}}</table>{{end}}
 <h2>Timeline</h2>
 <svg width="{{.Width}}" height="{{.Height}}" xmlns="http://www.w3.org/2000/svg">
 {{range $i, $n := .Rows}}<text x="4" y="{{rowY $i $.RowH}}" font-size="12">{{$n}}</text>{{end}}
+{{with .Recovery}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="6" fill="{{.Color}}"><title>{{.Title}}</title></rect>{{end}}
 {{range .Bars}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="18" fill="{{.Color}}"><title>{{.Title}}</title></rect>{{end}}
 <text x="{{.Left}}" y="{{.Height}}" font-size="11" fill="#666">{{.Axis}}</text>
 </svg>

@@ -45,6 +45,11 @@ type Command struct {
 	// Without it the command reads EOF at once. Run waits for Stdin to
 	// reach EOF (or for the timeout), so pass a reader that ends.
 	Stdin io.Reader
+	// Stdout, if set, receives the command's standard output as it is,
+	// byte for byte (a file being copied off the node); it is then neither
+	// captured nor streamed to OnLine. Not allowed on a PTY, which would
+	// rewrite the bytes.
+	Stdout io.Writer
 	// Timeout overrides the node's CommandTimeout (0: use it; negative: none).
 	Timeout time.Duration
 	// MaxOutput is the number of bytes kept per stream (0: DefaultMaxOutput;
@@ -130,6 +135,9 @@ func (c *Client) Run(ctx context.Context, cmd Command) (*Result, error) {
 		return nil, err
 	}
 	label := cmd.String()
+	if cmd.Stdout != nil && c.target.PTY {
+		return nil, fmt.Errorf("node %s: %q: copying output byte for byte needs a session without a PTY (the node's pty setting)", c.target.Node, label)
+	}
 	timeout := cmd.Timeout
 	if timeout == 0 {
 		timeout = c.target.CommandTimeout
@@ -206,6 +214,9 @@ func (c *Client) Run(ctx context.Context, cmd Command) (*Result, error) {
 	pidW.marker = marker
 	line = "printf '" + marker + "%s\\n' \"$$\" >&2; exec " + line
 	sess.Stdout, sess.Stderr = outW, errW
+	if cmd.Stdout != nil {
+		sess.Stdout = cmd.Stdout
+	}
 	if cmd.Stdin != nil {
 		sess.Stdin = cmd.Stdin
 	}

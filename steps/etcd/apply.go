@@ -26,9 +26,9 @@ type Status struct {
 	Version   string `json:"version"`
 }
 
-func snapshotStatus(ctx context.Context, req *engine.Request, r engine.Runner, file string) (Status, error) {
+func snapshotStatus(ctx context.Context, req *engine.Request, r engine.Runner, tool, file string) (Status, error) {
 	var st Status
-	res, err := noderun.Run(ctx, req, r, req.Cmd(statusTool(req), "snapshot", "status", file, "--write-out=json"))
+	res, err := noderun.Run(ctx, req, r, req.Cmd(tool, "snapshot", "status", file, "--write-out=json"))
 	if err != nil {
 		return st, fmt.Errorf("snapshot %s does not verify: %w", file, err)
 	}
@@ -44,9 +44,6 @@ func snapshotStatus(ctx context.Context, req *engine.Request, r engine.Runner, f
 // Apply implements engine.Kind: save under a temporary name, verify, then
 // publish the file and its checksum by renaming, then apply retention.
 func (Snapshot) Apply(ctx context.Context, req *engine.Request, ch *engine.Change) (cty.Value, error) {
-	if req.Args.String("copy_to") != "" {
-		return cty.NilVal, &engine.ErrNotImplemented{Kind: "etcd_snapshot", What: "copy_to (copying the snapshot off the node)"}
-	}
 	r, err := req.Env.NodeRunner(ctx, req.Node)
 	if err != nil {
 		return cty.NilVal, err
@@ -60,7 +57,7 @@ func (Snapshot) Apply(ctx context.Context, req *engine.Request, ch *engine.Chang
 	if _, err := noderun.Run(ctx, req, r, req.Cmd(append([]string{"etcdctl", "snapshot", "save", part}, tls(req)...)...)); err != nil {
 		return cty.NilVal, err
 	}
-	st, err := snapshotStatus(ctx, req, r, part)
+	st, err := snapshotStatus(ctx, req, r, statusTool(req), part)
 	if err != nil {
 		_, _ = r.Run(context.WithoutCancel(ctx), req.Cmd("rm", "-f", part))
 		return cty.NilVal, err
@@ -78,12 +75,20 @@ func (Snapshot) Apply(ctx context.Context, req *engine.Request, ch *engine.Chang
 		return cty.NilVal, fmt.Errorf("%s.sha256 is empty", final)
 	}
 	req.Emit("snapshot_saved", fmt.Sprintf("%s: revision %d, %d keys, %d bytes, sha256 %s", final, st.Revision, st.TotalKey, st.TotalSize, sum[0]), nil)
+	copied := ""
+	if c := req.Args.String("copy_to"); c != "" {
+		copied = localCopyPath(c, path.Base(final))
+		if err := copyOff(ctx, req, r, final, sum[0], copied); err != nil {
+			return cty.NilVal, err
+		}
+	}
 	if err := retention(ctx, req, r, dir, final); err != nil {
 		return cty.NilVal, err
 	}
 	return cty.ObjectVal(map[string]cty.Value{
 		"path": cty.StringVal(final), "sha256": cty.StringVal(sum[0]),
 		"revision": cty.NumberIntVal(st.Revision), "total_keys": cty.NumberIntVal(st.TotalKey), "size": cty.NumberIntVal(st.TotalSize),
+		"copied_to": cty.StringVal(copied),
 	}), nil
 }
 
@@ -152,19 +157,8 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 	etcdManifest, apiManifest := path.Join(md, "etcd.yaml"), path.Join(md, "kube-apiserver.yaml")
 	run := func(argv ...string) (*engine.Result, error) { return noderun.Run(ctx, req, r, req.Cmd(argv...)) }
 
-	// 1. Verify before anything stops.
-	if _, err := run("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap); err != nil {
-		return cty.NilVal, fmt.Errorf("refusing to restore: %w", err)
-	}
-	st, err := snapshotStatus(ctx, req, r, snap)
-	if err != nil {
-		return cty.NilVal, fmt.Errorf("refusing to restore: %w", err)
-	}
-	if res, err := noderun.RunResult(ctx, req, r, req.Cmd("test", "!", "-e", dd)); err != nil {
-		return cty.NilVal, err
-	} else if res.ExitCode != 0 {
-		return cty.NilVal, fmt.Errorf("refusing to restore: %s exists on %s; restore into a new directory", dd, req.NodeName())
-	}
+	// 1. Verify before anything stops: the manifest (which etcd, which
+	// data dir), the snapshot's checksum and status, the fresh directory.
 	res, err := run("cat", etcdManifest)
 	if err != nil {
 		return cty.NilVal, err
@@ -174,6 +168,28 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 	if old == "" {
 		return cty.NilVal, fmt.Errorf("%s names no --data-dir", etcdManifest)
 	}
+	tool := toolFor(req, manifest)
+	if _, err := run("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap); err != nil {
+		return cty.NilVal, fmt.Errorf("refusing to restore: %w", err)
+	}
+	st, err := snapshotStatus(ctx, req, r, tool, snap)
+	if err != nil {
+		return cty.NilVal, fmt.Errorf("refusing to restore: %w", err)
+	}
+	if res, err := noderun.RunResult(ctx, req, r, req.Cmd("test", "!", "-e", dd)); err != nil {
+		return cty.NilVal, err
+	} else if res.ExitCode != 0 {
+		return cty.NilVal, fmt.Errorf("refusing to restore: %s exists on %s; restore into a new directory", dd, req.NodeName())
+	}
+	res, err = run("stat", "-c", "%Y", snap)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	taken, err := strconv.ParseInt(strings.TrimSpace(res.Stdout), 10, 64)
+	if err != nil {
+		return cty.NilVal, fmt.Errorf("reading the snapshot's time: %q: %w", res.Stdout, err)
+	}
+	snapTime := time.Unix(taken, 0).UTC()
 	res, err = run("stat", "-c", "%u:%g", old)
 	if err != nil {
 		return cty.NilVal, err
@@ -216,7 +232,7 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 	}
 
 	// 3. Restore into the fresh directory, owned like the old one.
-	if _, err := run(statusTool(req), "snapshot", "restore", snap, "--data-dir="+dd); err != nil {
+	if _, err := run(tool, "snapshot", "restore", snap, "--data-dir="+dd); err != nil {
 		return cty.NilVal, rollback(err)
 	}
 	if _, err := run("sh", "-c", `chown -R "$1" "$2" && chmod 700 "$2"`, "sh", owner, dd); err != nil {
@@ -259,7 +275,8 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 		}
 	}
 	req.Emit("restored", fmt.Sprintf("etcd runs on %s (revision %d); the previous data stays in %s", dd, rev, old), nil)
-	return cty.ObjectVal(map[string]cty.Value{"old_data_dir": cty.StringVal(old), "revision": cty.NumberIntVal(rev)}), nil
+	return cty.ObjectVal(map[string]cty.Value{"old_data_dir": cty.StringVal(old), "revision": cty.NumberIntVal(rev),
+		"snapshot_time": cty.StringVal(snapTime.Format(time.RFC3339)), "snapshot_age_seconds": cty.NumberIntVal(int64(time.Since(snapTime).Seconds()))}), nil
 }
 
 // CurrentDataDir reads --data-dir from an etcd static pod manifest.

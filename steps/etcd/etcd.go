@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/runbookhq/runbook/engine"
@@ -53,6 +55,7 @@ var snapshotSchema = &plans.KindSchema{
 		{Name: "revision", Type: cty.Number, Doc: "The etcd revision it holds."},
 		{Name: "total_keys", Type: cty.Number, Doc: "How many keys it holds."},
 		{Name: "size", Type: cty.Number, Doc: "Its size in bytes."},
+		{Name: "copied_to", Type: cty.String, Doc: "The local copy (with copy_to), or empty."},
 	},
 }
 
@@ -63,12 +66,31 @@ func tls(req *engine.Request) []string {
 	return []string{"--endpoints=" + req.Args.String("endpoints"), "--cacert=" + req.Args.String("cacert"), "--cert=" + req.Args.String("cert"), "--key=" + req.Args.String("key")}
 }
 
+// statusTool is the tool for offline snapshot work when the etcd version
+// is not known (the plan's tool, or etcdutl).
 func statusTool(req *engine.Request) string {
+	return toolFor(req, "")
+}
+
+// toolFor picks the offline snapshot tool for the etcd static pod manifest:
+// the plan's choice, else by the image's version. etcd 3.5 moved snapshot
+// restore and status to etcdutl (3.6 removed them from etcdctl); older etcd
+// has only etcdctl.
+func toolFor(req *engine.Request, manifest string) string {
 	if t := req.Args.String("tool"); t != "auto" {
 		return t
 	}
+	if m := etcdImage.FindStringSubmatch(manifest); m != nil {
+		major, _ := strconv.Atoi(m[1])
+		minor, _ := strconv.Atoi(m[2])
+		if major < 3 || (major == 3 && minor < 5) {
+			return "etcdctl"
+		}
+	}
 	return "etcdutl"
 }
+
+var etcdImage = regexp.MustCompile(`(?m)^\s*image:\s*\S*etcd:v?(\d+)\.(\d+)`)
 
 // Plan implements engine.Kind.
 func (Snapshot) Plan(ctx context.Context, req *engine.Request) (*engine.Change, error) {
@@ -95,11 +117,15 @@ func (Snapshot) Plan(ctx context.Context, req *engine.Request) (*engine.Change, 
 	if a := req.Args.String("max_age"); a != "" {
 		ch.Details = append(ch.Details, fmt.Sprintf("retention: delete etcd-snapshot-*.db in %s older than %s (listed before deleting)", dir, a))
 	}
+	copied := ""
 	if c := req.Args.String("copy_to"); c != "" {
-		ch.Blockers = append(ch.Blockers, "copy_to is not implemented yet in this version of runbook: copy "+final+" and its .sha256 with your own tooling")
+		copied = localCopyPath(c, name)
+		ch.Commands = append(ch.Commands, req.Cmd("cat", final).Shell()+" > "+engine.Quote(copied))
+		ch.Details = append(ch.Details, "copied to "+copied+" on this machine (written as .part, SHA-256 checked against the node's on arrival, then renamed with its .sha256)")
 	}
 	ch.Outputs = cty.ObjectVal(map[string]cty.Value{"path": cty.StringVal(final), "sha256": cty.UnknownVal(cty.String),
-		"revision": cty.UnknownVal(cty.Number), "total_keys": cty.UnknownVal(cty.Number), "size": cty.UnknownVal(cty.Number)})
+		"revision": cty.UnknownVal(cty.Number), "total_keys": cty.UnknownVal(cty.Number), "size": cty.UnknownVal(cty.Number),
+		"copied_to": cty.StringVal(copied)})
 	return ch, nil
 }
 
@@ -120,6 +146,8 @@ var restoreSchema = &plans.KindSchema{
 	Outputs: []plans.OutputSchema{
 		{Name: "old_data_dir", Type: cty.String, Doc: "Where the previous data dir was kept."},
 		{Name: "revision", Type: cty.Number, Doc: "The revision etcd reports after the restore."},
+		{Name: "snapshot_time", Type: cty.String, Doc: "When the snapshot was written (its file time, RFC 3339)."},
+		{Name: "snapshot_age_seconds", Type: cty.Number, Doc: "How old the snapshot was when etcd came back on it: the data a restore loses."},
 	},
 	NoContinue: true,
 }
@@ -130,24 +158,8 @@ func (Restore) Schema() *plans.KindSchema { return restoreSchema }
 // Plan implements engine.Kind.
 func (Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change, error) {
 	snap, dd := req.Args.String("snapshot"), req.Args.String("data_dir")
-	md, stash := req.Args.String("manifests_dir"), req.Args.String("stash_dir")
-	tool := statusTool(req)
-	cmds := []engine.Command{
-		req.Cmd("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$1.sha256"`, "sh", snap),
-		req.Cmd(tool, "snapshot", "status", snap, "--write-out=json"),
-		req.Cmd("test", "!", "-e", dd),
-		req.Cmd("mkdir", "-p", stash),
-		req.Cmd("mv", path.Join(md, "kube-apiserver.yaml"), path.Join(stash, "kube-apiserver.yaml")),
-		req.Cmd("mv", path.Join(md, "etcd.yaml"), path.Join(stash, "etcd.yaml")),
-		req.Cmd(tool, "snapshot", "restore", snap, "--data-dir="+dd),
-		req.Cmd("sh", "-c", `chown -R --reference="$1" "$2" && chmod 700 "$2"`, "sh", "<current data dir>", dd),
-		req.Cmd("sed", "-i", "s|<current data dir>|"+dd+"|g", path.Join(stash, "etcd.yaml")),
-		req.Cmd("mv", path.Join(stash, "etcd.yaml"), path.Join(md, "etcd.yaml")),
-		req.Cmd(append([]string{"etcdctl", "endpoint", "health"}, tls(req)...)...),
-		req.Cmd("mv", path.Join(stash, "kube-apiserver.yaml"), path.Join(md, "kube-apiserver.yaml")),
-	}
+	md := req.Args.String("manifests_dir")
 	ch := &engine.Change{Action: engine.ActionChange, Summary: fmt.Sprintf("restore etcd on %s from %s into %s", req.NodeName(), snap, dd),
-		Commands: engine.Shells(cmds...),
 		Details: []string{
 			"refuses a snapshot whose checksum or status does not verify, before anything is stopped",
 			"the current data dir is read from the etcd manifest and kept as it is (never deleted)",
@@ -157,6 +169,7 @@ func (Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change, e
 	}
 	r, err := req.Env.NodeRunner(ctx, req.Node)
 	if err == engine.ErrOffline {
+		ch.Commands = restoreCommands(req, statusTool(req), "<current data dir>")
 		ch.Warnings = []string{"offline: the current data dir and etcd version are read on the node when the plan runs online"}
 		return ch, nil
 	} else if err != nil {
@@ -168,18 +181,51 @@ func (Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change, e
 	}
 	old := CurrentDataDir(res.Stdout)
 	if res.ExitCode != 0 || old == "" {
+		ch.Commands = restoreCommands(req, statusTool(req), "<current data dir>")
 		ch.Blockers = append(ch.Blockers, fmt.Sprintf("%s/etcd.yaml on %s is missing or names no --data-dir", md, req.NodeName()))
 		return ch, nil
 	}
-	for i := range ch.Commands {
-		ch.Commands[i] = strings.ReplaceAll(ch.Commands[i], "'<current data dir>'", old)
-		ch.Commands[i] = strings.ReplaceAll(ch.Commands[i], "<current data dir>", old)
-	}
-	ch.Details = append(ch.Details, "current data dir: "+old+" (kept)")
+	tool := toolFor(req, res.Stdout)
+	ch.Commands = restoreCommands(req, tool, old)
+	ch.Details = append(ch.Details, "current data dir: "+old+" (kept)", "offline snapshot tool: "+tool+" (by the etcd image in the manifest)")
 	if res, err := r.Run(ctx, req.Cmd("test", "!", "-e", dd)); err == nil && res.ExitCode != 0 {
 		ch.Blockers = append(ch.Blockers, fmt.Sprintf("%s already exists on %s: restore into a new directory", dd, req.NodeName()))
 	}
 	return ch, nil
+}
+
+// restoreCommands are the commands a restore runs, in order, as the
+// dry-run shows them (Apply runs the same ones, with the owner read on the
+// node).
+func restoreCommands(req *engine.Request, tool, old string) []string {
+	snap, dd := req.Args.String("snapshot"), req.Args.String("data_dir")
+	md, stash := req.Args.String("manifests_dir"), req.Args.String("stash_dir")
+	etcdctl := func(args ...string) engine.Command { return req.Cmd(append(append([]string{"etcdctl"}, args...), tls(req)...)...) }
+	cmds := []engine.Command{
+		req.Cmd("cat", path.Join(md, "etcd.yaml")),
+		req.Cmd("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap),
+		req.Cmd(tool, "snapshot", "status", snap, "--write-out=json"),
+		req.Cmd("test", "!", "-e", dd),
+		req.Cmd("stat", "-c", "%Y", snap),
+		req.Cmd("stat", "-c", "%u:%g", old),
+		req.Cmd("mkdir", "-p", stash),
+		req.Cmd("mv", path.Join(md, "kube-apiserver.yaml"), path.Join(stash, "kube-apiserver.yaml")),
+		req.Cmd("mv", path.Join(md, "etcd.yaml"), path.Join(stash, "etcd.yaml")),
+		etcdctl("endpoint", "health", "--command-timeout=2s"),
+		req.Cmd(tool, "snapshot", "restore", snap, "--data-dir="+dd),
+		req.Cmd("sh", "-c", `chown -R "$1" "$2" && chmod 700 "$2"`, "sh", ownerOf(old), dd),
+		req.Cmd("sh", "-c", `cat > "$1.new" && mv "$1.new" "$1"`, "sh", path.Join(stash, "etcd.yaml")),
+		req.Cmd("mv", path.Join(stash, "etcd.yaml"), path.Join(md, "etcd.yaml")),
+		etcdctl("endpoint", "health", "--command-timeout=2s"),
+		etcdctl("endpoint", "status", "--write-out=json"),
+	}
+	if k := req.Args.String("canary_key"); k != "" {
+		cmds = append(cmds, etcdctl("get", k, "--print-value-only"))
+	}
+	cmds = append(cmds, req.Cmd("mv", path.Join(stash, "kube-apiserver.yaml"), path.Join(md, "kube-apiserver.yaml")))
+	out := engine.Shells(cmds...)
+	out[12] += "   # stdin: the etcd manifest with " + old + " replaced by " + dd
+	return out
 }
 
 func canary(req *engine.Request) string {
@@ -187,4 +233,13 @@ func canary(req *engine.Request) string {
 		return ", canary key " + k + " present"
 	}
 	return ""
+}
+
+// ownerOf is how the dry-run names the data dir's owner, read on the node
+// when the restore runs.
+func ownerOf(dir string) string {
+	if strings.HasPrefix(dir, "<") {
+		return "<owner of the current data dir>"
+	}
+	return "<owner of " + dir + ">"
 }

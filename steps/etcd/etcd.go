@@ -200,7 +200,9 @@ func (Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change, e
 func restoreCommands(req *engine.Request, tool, old string) []string {
 	snap, dd := req.Args.String("snapshot"), req.Args.String("data_dir")
 	md, stash := req.Args.String("manifests_dir"), req.Args.String("stash_dir")
-	etcdctl := func(args ...string) engine.Command { return req.Cmd(append(append([]string{"etcdctl"}, args...), tls(req)...)...) }
+	etcdctl := func(args ...string) engine.Command {
+		return req.Cmd(append(append([]string{"etcdctl"}, args...), tls(req)...)...)
+	}
 	cmds := []engine.Command{
 		req.Cmd("cat", path.Join(md, "etcd.yaml")),
 		req.Cmd("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap),

@@ -36,4 +36,8 @@ kubectl version 2>/dev/null | grep -i server || true
 kubectl get pdb -A
 run=$(basename "$(ls -t "$LAB_DIR"/journal/*.jsonl | head -1)" .jsonl)
 "$runbook" report --out "$LAB_DIR/report.html" "$LAB_DIR/journal/$run.jsonl"
+# Where the apply's time went: waiting on the cluster (pod terminations in
+# drain, kubelet restarts, the control plane's restart inside kubeadm) per
+# step kind, and the time outside every step.
+"$runbook" report -o markdown "$LAB_DIR/journal/$run.jsonl" | sed -n '/^## Where the time went/,/^$/p'
 echo "Report: $LAB_DIR/report.html. Stop the lab with: make demo-down"

@@ -29,6 +29,9 @@ type Step struct {
 	Summary  string        `json:"summary,omitempty"`
 	Error    string        `json:"error,omitempty"`
 	Attempts int           `json:"attempts"`
+	// spans are the attempts' intervals: a killed attempt ends at its
+	// last record, so the pause before a resume is no step's time.
+	spans [][2]time.Time
 }
 
 // Report is a run, folded from its journal.
@@ -45,6 +48,22 @@ type Report struct {
 	Steps    []Step                    `json:"steps"`
 	Before   map[string]map[string]any `json:"nodes_before"`
 	Drill    *Drill                    `json:"drill,omitempty"`
+	// ByKind is where the wall time went, per step kind; Between is the
+	// wall time when no step ran (planning, pre-flight, lock, journal,
+	// node snapshots, and the pause of a killed run before its resume).
+	ByKind  []KindTime    `json:"by_kind"`
+	Between time.Duration `json:"between_steps_ns"`
+}
+
+// KindTime is the time steps of one kind took in a run.
+type KindTime struct {
+	Kind  string `json:"kind"`
+	Steps int    `json:"steps"`
+	// Wall is the union of the kind's step intervals: wall time during
+	// which at least one step of the kind ran.
+	Wall time.Duration `json:"wall_ns"`
+	// Sum adds up every step's duration (nodes in parallel each count).
+	Sum time.Duration `json:"sum_ns"`
 }
 
 // Drill is what a disaster-recovery drill measured and checked.
@@ -109,6 +128,10 @@ func Build(recs []journal.Record) *Report {
 			}
 			s := &r.Steps[i]
 			s.End = rec.Time
+			if rec.Type == journal.StepStarted || len(s.spans) == 0 {
+				s.spans = append(s.spans, [2]time.Time{rec.Time, rec.Time})
+			}
+			s.spans[len(s.spans)-1][1] = rec.Time
 			switch rec.Type {
 			case journal.StepStarted:
 				s.Attempts++
@@ -130,11 +153,69 @@ func Build(recs []journal.Record) *Report {
 		}
 	}
 	r.Duration = r.End.Sub(r.Start)
+	r.ByKind, r.Between = byKind(r.Steps, r.Duration)
 	for n := range nodes {
 		r.Nodes = append(r.Nodes, n)
 	}
 	sort.Slice(r.Nodes, func(i, j int) bool { return plans.NaturalLess(r.Nodes[i], r.Nodes[j]) })
 	return r
+}
+
+// byKind totals step time per kind, and the wall time outside every step.
+func byKind(steps []Step, wall time.Duration) ([]KindTime, time.Duration) {
+	spans := map[string][][2]time.Time{}
+	var all [][2]time.Time
+	sums := map[string]*KindTime{}
+	for _, s := range steps {
+		if s.Status == "skipped" {
+			continue
+		}
+		k := sums[s.Kind]
+		if k == nil {
+			k = &KindTime{Kind: s.Kind}
+			sums[s.Kind] = k
+		}
+		k.Steps++
+		for _, sp := range s.spans {
+			k.Sum += sp[1].Sub(sp[0])
+		}
+		spans[s.Kind] = append(spans[s.Kind], s.spans...)
+		all = append(all, s.spans...)
+	}
+	out := make([]KindTime, 0, len(sums))
+	for kind, k := range sums {
+		k.Wall = union(spans[kind])
+		out = append(out, *k)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Wall != out[j].Wall {
+			return out[i].Wall > out[j].Wall
+		}
+		return out[i].Kind < out[j].Kind
+	})
+	return out, max(0, wall-union(all))
+}
+
+// union is the total length covered by the intervals.
+func union(iv [][2]time.Time) time.Duration {
+	sort.Slice(iv, func(i, j int) bool { return iv[i][0].Before(iv[j][0]) })
+	var total time.Duration
+	var cur [2]time.Time
+	for i, v := range iv {
+		switch {
+		case i == 0:
+			cur = v
+		case v[0].After(cur[1]):
+			total += cur[1].Sub(cur[0])
+			cur = v
+		case v[1].After(cur[1]):
+			cur[1] = v[1]
+		}
+	}
+	if len(iv) > 0 {
+		total += cur[1].Sub(cur[0])
+	}
+	return total
 }
 
 // JSON writes the report as JSON.
@@ -163,7 +244,14 @@ func (r *Report) Markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "| step | node | status | started | took | detail |\n|---|---|---|---|---|---|")
+	if len(r.ByKind) > 0 {
+		fmt.Fprintln(w, "## Where the time went\n\n| step kind | steps | wall time | share | sum over nodes |\n|---|---|---|---|---|")
+		for _, k := range r.ByKind {
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", k.Kind, k.Steps, k.Wall.Round(100*time.Millisecond), share(k.Wall, r.Duration), k.Sum.Round(100*time.Millisecond))
+		}
+		fmt.Fprintf(w, "| (between steps) | | %s | %s | |\n\n", r.Between.Round(100*time.Millisecond), share(r.Between, r.Duration))
+	}
+	fmt.Fprintln(w, "## Steps\n\n| step | node | status | started | took | detail |\n|---|---|---|---|---|---|")
 	for _, s := range r.Steps {
 		detail := s.Summary
 		if s.Error != "" {
@@ -171,6 +259,13 @@ func (r *Report) Markdown(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | %s |\n", s.Address, s.Node, s.Status, s.Start.Format("15:04:05"), s.Duration.Round(time.Millisecond), strings.NewReplacer("|", `\|`, "\n", " ").Replace(detail))
 	}
+}
+
+func share(d, of time.Duration) string {
+	if of <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*d.Seconds()/of.Seconds())
 }
 
 // dur prints a measured duration, or "not recovered" when it never ended.

@@ -211,7 +211,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (*Result, error) {
 	if c.target.PTY {
 		pidW = outW
 	}
-	pidW.marker = marker
+	pidW.expectMarker(marker)
 	line = "printf '" + marker + "%s\\n' \"$$\" >&2; exec " + line
 	sess.Stdout, sess.Stderr = outW, errW
 	if cmd.Stdout != nil {
@@ -261,7 +261,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (*Result, error) {
 		}
 	}
 	if !finished && ctx.Err() != nil {
-		c.stop(sess, done, pidW.remotePID(), cmd.Sudo)
+		c.stop(sess, done, pidW.remotePID(stopGrace), cmd.Sudo)
 		res := result()
 		c.log.Warn("command stopped", "command", label, "reason", ctx.Err(), "duration", res.Duration.Round(time.Millisecond))
 		return res, stopErr()
@@ -387,12 +387,42 @@ type capture struct {
 	pre     []byte // bytes held while looking for the marker line
 	skipped int    // bytes passed through before the marker
 	pid     int
+	// settled is closed once the marker is found or given up; nil when
+	// this stream carries no marker.
+	settled chan struct{}
 }
 
-func (w *capture) remotePID() int {
+// expectMarker makes w look for the PID marker line.
+func (w *capture) expectMarker(marker string) {
+	w.marker = marker
+	w.settled = make(chan struct{})
+}
+
+// remotePID is the command's PID on the node, waiting up to d for the
+// marker line: a command cancelled at once (its other stream's first line
+// can arrive before this one's marker) must still be killed by its group.
+func (w *capture) remotePID(d time.Duration) int {
+	if w.settled != nil {
+		select {
+		case <-w.settled:
+		case <-time.After(d):
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.pid
+}
+
+// markerDone ends the search for the marker (w.mu held).
+func (w *capture) markerDone() {
+	w.marker = ""
+	if w.settled != nil {
+		select {
+		case <-w.settled:
+		default:
+			close(w.settled)
+		}
+	}
 }
 
 func (w *capture) Write(p []byte) (int, error) {
@@ -414,7 +444,7 @@ func (w *capture) Write(p []byte) (int, error) {
 		line := w.pre[:i]
 		if rest, ok := bytes.CutPrefix(line, []byte(w.marker)); ok {
 			w.pid, _ = strconv.Atoi(string(bytes.TrimSuffix(rest, []byte("\r"))))
-			w.marker = ""
+			w.markerDone()
 			rest := w.pre[i+1:]
 			w.pre = nil
 			w.write(rest)
@@ -431,7 +461,7 @@ func (w *capture) Write(p []byte) (int, error) {
 }
 
 func (w *capture) giveUpMarker() {
-	w.marker = ""
+	w.markerDone()
 	pre := w.pre
 	w.pre = nil
 	w.write(pre)

@@ -12,6 +12,7 @@ import (
 	"github.com/runbookhq/runbook/steps/kubeadm"
 	"github.com/runbookhq/runbook/steps/resources"
 	"github.com/runbookhq/runbook/steps/systemctl"
+	"github.com/runbookhq/runbook/steps/velero"
 	"github.com/runbookhq/runbook/steps/versioncheck"
 	"github.com/runbookhq/runbook/steps/wait"
 )
@@ -27,6 +28,7 @@ func Registry() *engine.Registry {
 		kubeadm.Kind{},
 		resources.Backup{}, resources.Restore{},
 		systemctl.Kind{},
+		velero.Backup{}, velero.Restore{}, velero.Schedule{},
 		versioncheck.Kind{},
 		wait.Node{}, wait.Workloads{},
 	)

@@ -204,6 +204,8 @@ func Validate(vals *plans.Values) hcl.Diagnostics {
 	diags = append(diags, d...)
 	_, d = vals.Drill()
 	diags = append(diags, d...)
+	_, d = vals.Journal()
+	diags = append(diags, d...)
 	top := map[string]cty.Value{}
 	for _, it := range p.Items {
 		switch it := it.(type) {

@@ -55,12 +55,16 @@ func (vals *Values) Drill() (*DrillSettings, hcl.Diagnostics) {
 	}
 	out.ReportDir, diags = vals.optString(attrExprOf(dr.Attrs, "report_dir"), diags)
 	if a := dr.Attrs["timeout"]; a != nil {
-		s, d := vals.optString(a.Expr, nil)
+		v, d := vals.Eval(a.Expr, cty.String)
 		diags = append(diags, d...)
-		if t, err := time.ParseDuration(s); err == nil && t > 0 {
-			out.Timeout = t
-		} else if !d.HasErrors() {
-			diags = append(diags, errAt(a.Expr, "Invalid duration", fmt.Sprintf("timeout: %q is not a positive duration such as \"5m\".", s)))
+		// Unknown (validate without the variable's value) is checked when known.
+		if v, _ = v.Unmark(); !d.HasErrors() && v.IsKnown() && !v.IsNull() {
+			s := v.AsString()
+			if t, err := time.ParseDuration(s); err == nil && t > 0 {
+				out.Timeout = t
+			} else {
+				diags = append(diags, errAt(a.Expr, "Invalid duration", fmt.Sprintf("timeout: %q is not a positive duration such as \"5m\".", s)))
+			}
 		}
 	}
 	if a := dr.Attrs["expect_ready"]; a != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runbookhq/runbook/plans"
 	"github.com/runbookhq/runbook/steps/all"
@@ -171,5 +172,50 @@ func TestVersionFunctions(t *testing.T) {
 	v, err := fs["semver"].Call([]cty.Value{cty.StringVal("v1.28.3")})
 	if err != nil || v.GetAttr("version").AsString() != "1.28.3" || v.GetAttr("minor_version").AsString() != "1.28" {
 		t.Errorf("semver = %#v, %v", v, err)
+	}
+}
+
+func TestDrillSettings(t *testing.T) {
+	src := `variable "t" { type = string }
+drill {
+  non_production = true
+  timeout        = var.t
+  expect_ready   = ["app/deployment/web"]
+}`
+	p, diags := plans.Parse([]string{write(t, "p.hcl", src)}, all.Registry())
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	tests := []struct {
+		name    string
+		in      plans.Inputs
+		timeout time.Duration
+		err     string
+	}{
+		{"given", plans.Inputs{Vars: []string{"t=90s"}}, 90 * time.Second, ""},
+		{"unknown in validate: the default until known", plans.Inputs{Partial: true}, plans.DefaultDrillTimeout, ""},
+		{"not a duration", plans.Inputs{Vars: []string{"t=soon"}}, 0, `timeout: "soon" is not a positive duration`},
+		{"zero", plans.Inputs{Vars: []string{"t=0s"}}, 0, `timeout: "0s" is not a positive duration`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vals, diags := plans.Evaluate(p, tt.in)
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			s, diags := vals.Drill()
+			if tt.err != "" {
+				if !diags.HasErrors() || !strings.Contains(diags.Error(), tt.err) {
+					t.Fatalf("diags %v, want %q", diags, tt.err)
+				}
+				return
+			}
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			if !s.NonProduction || s.Timeout != tt.timeout || len(s.ExpectReady) != 1 {
+				t.Errorf("settings %+v", s)
+			}
+		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/internal/journal"
+	"github.com/runbookhq/runbook/internal/journal/clusterstore"
 	"github.com/runbookhq/runbook/internal/kube"
 	"github.com/runbookhq/runbook/internal/lock"
 	"github.com/runbookhq/runbook/internal/nodes"
@@ -192,6 +193,10 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		if err := o.drill.check(l); err != nil {
 			return err
 		}
+	} else if l.plan.Drill != nil {
+		// A drill breaks things on purpose: it runs only as a drill, behind
+		// its non_production gate, and with its checks.
+		return &exitError{code: ExitError, err: fmt.Errorf("%s: this plan is a disaster-recovery drill (it has a drill block): run it with runbook drill, which checks that it is marked non_production and verifies its expectations; nothing was changed", l.plan.Drill.DeclRange)}
 	}
 	if o.kubeconfig != "" {
 		cs.Kubeconfig = o.kubeconfig
@@ -210,19 +215,18 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	h := header(l, false)
 
 	// Journal: find the last run of this plan.
-	js, d := evalJournal(l.vals)
-	if d.HasErrors() {
-		l.diags = append(l.diags, d...)
-		l.writeDiags(stdio)
-		return errQuiet(ExitError, "invalid plan")
-	}
+	js, _ := l.vals.Journal() // validated above
 	jdir := o.journalDir
 	if jdir == "" {
-		jdir = js.path
+		jdir = js.Path
 	}
 	var cj *clusterJournal
-	if js.backend == "cluster" {
-		cj = &clusterJournal{kc: kc, ns: js.namespace, runbook: l.plan.RunbookName(), log: stdio.Err}
+	if js.Backend == "cluster" {
+		ns := js.Namespace
+		if ns == "" {
+			ns = clusterstore.DefaultNamespace
+		}
+		cj = &clusterJournal{kc: kc, ns: ns, runbook: l.plan.RunbookName(), log: stdio.Err}
 	}
 	if jdir == "" {
 		jdir = journal.Dir(l.plan.BaseDir, l.plan.RunbookName())
@@ -251,6 +255,12 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 				return &exitError{code: ExitError, err: fmt.Errorf("run %s was made from another version of the plan or its variables (plan %s vars %s, now plan %s vars %s); resuming it with this one could skip or repeat steps: use --force to resume anyway, or --new to start over", sum.RunID, sum.PlanHash, sum.VarsHash, h.PlanHash, h.VarsHash)}
 			}
 			runID = sum.RunID
+			if d := l.asOf(sum.Started); d.HasErrors() {
+				l.diags = append(l.diags, d...)
+				l.writeDiags(stdio)
+				return errQuiet(ExitError, "invalid plan")
+			}
+			h = header(l, false)
 			prior = journal.Priors(sum, schemaByAddress(l.plan))
 			priorNodes = sum.Nodes
 		case unfinished && !o.fresh:
@@ -410,7 +420,6 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		status = "interrupted"
 	}
 	_ = j.Append(journal.Record{Type: journal.RunFinished, RunID: runID, Status: status})
-	cj.finish(j)
 	env.Emit(engine.Event{Time: time.Now(), Type: "run_finished", RunID: runID, Message: status})
 	afterCtx, cancelAfter := context.WithTimeout(context.Background(), 10*time.Second)
 	after, _ := snapshotNodes(afterCtx, kc, prog)
@@ -424,12 +433,27 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	resumeHint := fmt.Sprintf("Resume with: runbook apply --resume %s (run %s, journal %s)", arg, runID, j.Path())
 	if o.drill != nil {
 		resumeHint = fmt.Sprintf("Resume with: runbook drill --resume %s (run %s, journal %s)", arg, runID, j.Path())
-		if err := o.drill.finish(ctx, stdio, cfg, j, status); err != nil {
+		// The drill's checks are read-only: the first interrupt ends them.
+		dctx, dcancel := context.WithCancel(runCtx)
+		go func() {
+			select {
+			case <-stop:
+				dcancel()
+			case <-dctx.Done():
+			}
+		}()
+		o.drill.json = o.output == "json"
+		err := o.drill.finish(dctx, env.Emit, stdio, cfg, j, status)
+		dcancel()
+		cj.finish(j) // after the drill's record, so that the copy has it
+		if err != nil {
 			if status == "succeeded" {
 				return err
 			}
 			fmt.Fprintln(stdio.Err, err)
 		}
+	} else {
+		cj.finish(j)
 	}
 	switch status {
 	case "failed":

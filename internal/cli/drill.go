@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/internal/drill"
 	"github.com/runbookhq/runbook/internal/journal"
 	"github.com/runbookhq/runbook/internal/report"
@@ -26,6 +27,7 @@ import (
 type drillRun struct {
 	reportDir string // --report-dir; else the plan's report_dir; else beside the journal
 	settings  *plans.DrillSettings
+	json      bool // -o json: the verdict is an event, nothing else is printed
 }
 
 func newDrill(stdio *IO) *cobra.Command {
@@ -60,7 +62,7 @@ func (d *drillRun) check(l *loaded) error {
 // finish checks the drill's expectations after a successful run, writes
 // the report and prints its verdict. A run that did not succeed is reported
 // as a failed drill without checks.
-func (d *drillRun) finish(ctx context.Context, stdio *IO, cfg *rest.Config, j *journal.Journal, status string) error {
+func (d *drillRun) finish(ctx context.Context, emit func(engine.Event), stdio *IO, cfg *rest.Config, j *journal.Journal, status string) error {
 	recs, err := journal.Read(j.Path())
 	if err != nil {
 		return &exitError{code: ExitError, err: fmt.Errorf("drill report: %w", err)}
@@ -72,8 +74,8 @@ func (d *drillRun) finish(ctx context.Context, stdio *IO, cfg *rest.Config, j *j
 	}
 	res := &report.Drill{Status: "failed", RecoveryStart: start, SnapshotAge: age, SnapshotTime: taken}
 	if status != "succeeded" {
-		res.Error = "the drill's plan " + status + " before its expectations were checked"
-	} else if err := d.verify(ctx, stdio, cfg, res); err != nil {
+		res.Error = map[string]string{"failed": "the drill's plan failed", "interrupted": "the drill's plan was interrupted"}[status] + " before its expectations were checked"
+	} else if err := d.verify(ctx, emit, cfg, res); err != nil {
 		res.Error = err.Error()
 	}
 	if !res.Recovered.IsZero() {
@@ -92,14 +94,19 @@ func (d *drillRun) finish(ctx context.Context, stdio *IO, cfg *rest.Config, j *j
 	if err := writeReports(dir, r); err != nil {
 		return &exitError{code: ExitError, err: fmt.Errorf("drill report: %w", err)}
 	}
-	fmt.Fprintf(stdio.Out, "\nDrill %s: %s\nReport: %s (and report.md, report.json)\n", res.Status, verdict(res), filepath.Join(dir, "report.html"))
+	report := filepath.Join(dir, "report.html")
+	emit(engine.Event{Time: time.Now(), Type: "drill_finished", RunID: r.RunID, Message: fmt.Sprintf("Drill %s: %s", res.Status, verdict(res)),
+		Fields: map[string]any{"status": res.Status, "time_to_recovery_ms": res.TimeToRecovery.Milliseconds(), "report": report}})
+	if !d.json {
+		fmt.Fprintf(stdio.Out, "Report: %s (and report.md, report.json)\n", report)
+	}
 	if res.Status != "passed" {
 		return errQuiet(ExitError, "drill failed")
 	}
 	return nil
 }
 
-func (d *drillRun) verify(ctx context.Context, stdio *IO, cfg *rest.Config, res *report.Drill) error {
+func (d *drillRun) verify(ctx context.Context, emit func(engine.Event), cfg *rest.Config, res *report.Drill) error {
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -114,7 +121,7 @@ func (d *drillRun) verify(ctx context.Context, stdio *IO, cfg *rest.Config, res 
 	}
 	c := drill.Clients{Kube: kc, Dynamic: dc, Mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))}
 	checks, recovered, err := drill.Verify(ctx, c, d.settings, func(msg string) {
-		fmt.Fprintf(stdio.Out, "%s  %-12s %-18s %s\n", time.Now().Format("15:04:05"), "-", "drill", msg)
+		emit(engine.Event{Time: time.Now(), Type: "drill", Message: msg})
 	})
 	res.Checks, res.Recovered = checks, recovered
 	if err == nil && recovered.IsZero() {

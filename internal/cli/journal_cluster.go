@@ -11,54 +11,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/runbookhq/runbook/engine"
 	"github.com/runbookhq/runbook/internal/journal"
 	"github.com/runbookhq/runbook/internal/journal/clusterstore"
-	"github.com/runbookhq/runbook/plans"
-	"github.com/zclconf/go-cty/cty"
 	"k8s.io/client-go/kubernetes"
 )
-
-// journalSettings is the plan's journal block, evaluated.
-type journalSettings struct {
-	backend   string // "local" or "cluster"
-	path      string // the local directory; "" for the default
-	namespace string // the cluster backend's
-}
-
-// evalJournal evaluates the journal block (absent: local, the default
-// directory).
-func evalJournal(vals *plans.Values) (journalSettings, hcl.Diagnostics) {
-	js := journalSettings{backend: "local", namespace: clusterstore.DefaultNamespace}
-	jb := vals.Plan.Journal
-	if jb == nil {
-		return js, nil
-	}
-	var diags hcl.Diagnostics
-	for _, a := range []struct {
-		name string
-		dst  *string
-	}{{"backend", &js.backend}, {"path", &js.path}, {"namespace", &js.namespace}} {
-		attr := jb.Attrs[a.name]
-		if attr == nil {
-			continue
-		}
-		v, d := vals.Eval(attr.Expr, cty.String)
-		diags = append(diags, d...)
-		v, _ = v.Unmark()
-		if d.HasErrors() || v.IsNull() || !v.IsKnown() {
-			continue
-		}
-		*a.dst = v.AsString()
-	}
-	if js.backend != "local" && js.backend != "cluster" {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown journal backend",
-			Detail:  fmt.Sprintf("backend %q: use \"local\" (a file beside the plan, the default) or \"cluster\" (that file and a copy in a ConfigMap).", js.backend),
-			Subject: jb.Attrs["backend"].Expr.Range().Ptr()})
-	}
-	return js, diags
-}
 
 // clusterJournal is the cluster backend of one apply: the local journal
 // is also kept in a ConfigMap, and the newest journal of the runbook,

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -39,6 +40,20 @@ type loaded struct {
 	vals  *plans.Values
 	kinds *engine.Registry
 	diags hcl.Diagnostics
+	in    plans.Inputs // what vals was evaluated from, answered prompts included
+}
+
+// asOf evaluates the plan again as of t, with the same inputs and without
+// asking again: a resumed run keeps its first attempt's timestamp(), so
+// that names made from it (a backup directory) are the same.
+func (l *loaded) asOf(t time.Time) hcl.Diagnostics {
+	in := l.in
+	in.Now, in.Prompt = t, nil
+	vals, d := plans.Evaluate(l.plan, in)
+	if !d.HasErrors() {
+		l.vals = vals
+	}
+	return d
 }
 
 // planFiles lists the files of one plan: a file is a plan by itself; a
@@ -75,8 +90,18 @@ func load(stdio *IO, arg string, vf varFlags, partial bool) *loaded {
 	}
 	in := plans.Inputs{Vars: vf.vars, VarFiles: vf.varFiles, Environ: stdio.Environ, Partial: partial}
 	if f, ok := stdio.In.(*os.File); ok && !partial && term.IsTerminal(int(f.Fd())) {
-		in.Prompt = prompter(f, stdio.Err)
+		ask := prompter(f, stdio.Err)
+		in.Prompt = func(v *plans.Variable) (string, error) {
+			s, err := ask(v)
+			if err == nil {
+				// Kept as the last -var so that asOf needs no second answer.
+				l.in.Vars = append(l.in.Vars, v.Name+"="+s)
+			}
+			return s, err
+		}
 	}
+	l.in = in
+	l.in.Vars = append([]string(nil), in.Vars...)
 	vals, d := plans.Evaluate(p, in)
 	l.vals = vals
 	l.diags = append(l.diags, d...)

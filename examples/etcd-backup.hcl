@@ -1,6 +1,13 @@
 # etcd snapshot backup (seed section 7): save on the first control-plane
 # node with kubeadm's certificates, verify, publish atomically with a
 # checksum, keep seven days. Schedule it with cron or a CronJob (docs/scheduling.md).
+#
+# Two ways to take the same snapshot (docs/etcd.md):
+#   - this plan, over SSH: etcdctl/etcdutl run on the node, as the seed's
+#     script does; the snapshot lands on the node (copy_to brings a checked
+#     copy here). Needs kubectl-style access and SSH to the control plane.
+#   - etcd-backup-direct.hcl: etcd's client API from the machine running
+#     runbook (a control-plane node, or a CronJob pinned to one); no SSH.
 runbook "etcd-backup" {
   description = "etcd snapshot with verification and 7-day retention"
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/runbookhq/runbook/plans"
@@ -86,10 +87,11 @@ func newKinds(stdio *IO) *cobra.Command {
 				return usageError("-o %q: kinds writes text, json or markdown", output)
 			}
 			if len(args) == 0 {
+				tw := tabwriter.NewWriter(stdio.Out, 0, 0, 1, ' ', 0)
 				for _, d := range docs {
-					fmt.Fprintf(stdio.Out, "%-18s %-8s %s\n", d.Name, d.Target, d.Summary)
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Target, d.Summary)
 				}
-				return nil
+				return tw.Flush()
 			}
 			d := docs[0]
 			fmt.Fprintf(stdio.Out, "%s (%s)\n  %s\n\nArguments:\n", d.Name, d.Target, d.Summary)

@@ -23,7 +23,7 @@ func Registry() *engine.Registry {
 		apt.Kind{}, apt.Repository{},
 		cordon.Cordon{}, cordon.Uncordon{},
 		drain.Kind{},
-		etcd.Snapshot{}, etcd.Restore{},
+		etcd.Snapshot{}, etcd.Restore{}, etcd.Direct{},
 		exec.Kind{},
 		kubeadm.Kind{},
 		resources.Backup{}, resources.Restore{},

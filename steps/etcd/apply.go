@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -103,11 +102,7 @@ func retention(ctx context.Context, req *engine.Request, r engine.Runner, dir, k
 	if err != nil {
 		return err
 	}
-	type snap struct {
-		t time.Time
-		p string
-	}
-	var snaps []snap
+	var snaps []snapFile
 	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
 		ts, p, ok := strings.Cut(line, " ")
 		if !ok {
@@ -117,18 +112,9 @@ func retention(ctx context.Context, req *engine.Request, r engine.Runner, dir, k
 		if err != nil {
 			continue
 		}
-		snaps = append(snaps, snap{time.Unix(int64(f), 0), p})
+		snaps = append(snaps, snapFile{Path: p, ModTime: time.Unix(int64(f), 0)})
 	}
-	sort.Slice(snaps, func(i, j int) bool { return snaps[i].t.After(snaps[j].t) })
-	var del []string
-	for i, s := range snaps {
-		if s.p == keep {
-			continue
-		}
-		if (n > 0 && i >= n) || (age > 0 && time.Since(s.t) > age) {
-			del = append(del, s.p, s.p+".sha256")
-		}
-	}
+	del := withChecksums(expired(snaps, n, age, time.Now(), keep))
 	if len(del) == 0 {
 		return nil
 	}

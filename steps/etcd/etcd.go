@@ -3,6 +3,10 @@
 // snapshots are verified and published atomically with a checksum; restores
 // refuse a relative data dir, never delete the old data, and verify the
 // result (field case F07).
+//
+// It also implements etcd_snapshot_direct, the same snapshot taken from the
+// machine running runbook with etcd's v3 client instead of over SSH, and
+// verified in process with etcdutl's snapshot status (VerifySnapshot).
 package etcd
 
 import (

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -92,13 +93,27 @@ type KindSchema struct {
 	// Revertible kinds accept on_failure = "revert".
 	Revertible bool
 
-	spec hcldec.Spec
+	// Built once (steps of one kind are decoded concurrently in apply):
+	// the spec, and the unknown outputs every planned instance shares.
+	once    sync.Once
+	spec    hcldec.Spec
+	unknown cty.Value
 }
 
 // Spec returns the hcldec spec for the kind's arguments; built once.
 func (k *KindSchema) Spec() hcldec.Spec {
-	if k.spec != nil {
-		return k.spec
+	k.once.Do(k.build)
+	return k.spec
+}
+
+func (k *KindSchema) build() {
+	k.unknown = cty.EmptyObjectVal
+	if len(k.Outputs) > 0 {
+		m := make(map[string]cty.Value, len(k.Outputs))
+		for _, o := range k.Outputs {
+			m[o.Name] = cty.UnknownVal(o.Type)
+		}
+		k.unknown = cty.ObjectVal(m)
 	}
 	obj := hcldec.ObjectSpec{}
 	for _, a := range k.Args {
@@ -109,7 +124,6 @@ func (k *KindSchema) Spec() hcldec.Spec {
 		obj[a.Name] = s
 	}
 	k.spec = obj
-	return obj
 }
 
 // Arg returns the schema of the named argument.
@@ -135,14 +149,8 @@ func (k *KindSchema) Output(name string) (OutputSchema, bool) {
 // UnknownOutputs is the object of the kind's outputs, every one unknown: what
 // later steps see before the step has run.
 func (k *KindSchema) UnknownOutputs() cty.Value {
-	if len(k.Outputs) == 0 {
-		return cty.EmptyObjectVal
-	}
-	m := make(map[string]cty.Value, len(k.Outputs))
-	for _, o := range k.Outputs {
-		m[o.Name] = cty.UnknownVal(o.Type)
-	}
-	return cty.ObjectVal(m)
+	k.once.Do(k.build)
+	return k.unknown
 }
 
 // Kinds looks up step kinds by name; the engine's registry implements it.

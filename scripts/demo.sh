@@ -39,5 +39,5 @@ run=$(basename "$(ls -t "$LAB_DIR"/journal/*.jsonl | head -1)" .jsonl)
 # Where the apply's time went: waiting on the cluster (pod terminations in
 # drain, kubelet restarts, the control plane's restart inside kubeadm) per
 # step kind, and the time outside every step.
-"$runbook" report -o markdown "$LAB_DIR/journal/$run.jsonl" | sed -n '/^## Where the time went/,/^$/p'
+"$runbook" report -o markdown "$LAB_DIR/journal/$run.jsonl" | awk '/^## Where the time went/ {on=1} /^## Steps/ {on=0} on'
 echo "Report: $LAB_DIR/report.html. Stop the lab with: make demo-down"

@@ -57,7 +57,7 @@ func TestLabScripts(t *testing.T) {
 						ts.Fatalf("workers: %v", err)
 					}
 				}
-				l := labtest.Up(t, o)
+				l := labtest.Up(scriptTB{ts}, o)
 				ts.Setenv("KUBECONFIG", l.Kubeconfig)
 				ts.Setenv("LABDIR", l.Dir)
 				ts.Setenv("LABBIN", labtest.Bin(t))
@@ -65,6 +65,18 @@ func TestLabScripts(t *testing.T) {
 		},
 	})
 }
+
+// scriptTB lets a script own its lab: it stops when the script ends (not
+// when every script has), and a failure to start it fails that script.
+// Whether the script failed is not known to its commands, so the lab's
+// logs are always kept.
+type scriptTB struct{ ts *testscript.TestScript }
+
+func (s scriptTB) Helper()                           {}
+func (s scriptTB) Fatalf(format string, args ...any) { s.ts.Fatalf(format, args...) }
+func (s scriptTB) Logf(format string, args ...any)   { s.ts.Logf(format, args...) }
+func (s scriptTB) Cleanup(f func())                  { s.ts.Defer(f) }
+func (s scriptTB) Failed() bool                      { return true }
 
 func mustAbs(p string) string {
 	wd, err := os.Getwd()

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -370,6 +371,7 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	stop := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var cancelled atomic.Bool // by a second interrupt
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -382,6 +384,7 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 				close(stop)
 			} else {
 				fmt.Fprintln(stdio.Err, "\nSecond interrupt: cancelling running steps.")
+				cancelled.Store(true)
 				cancel()
 				return
 			}
@@ -414,6 +417,10 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	res := ap.Apply(runCtx, prog)
 	status := "succeeded"
 	switch {
+	case cancelled.Load():
+		// The steps the second interrupt cut are journaled as failed or in
+		// doubt; the run is interrupted, not failed, and resumes as such.
+		status = "interrupted"
 	case res.Failed:
 		status = "failed"
 	case res.Stopped:

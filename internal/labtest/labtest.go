@@ -48,23 +48,41 @@ func Bin(tb testing.TB) string {
 	if testing.Short() {
 		tb.Skip("needs the lab (a real API server); skipped in -short mode")
 	}
-	b := os.Getenv("RUNBOOK_LAB_BIN")
-	if b == "" {
-		b = filepath.Join(Root(), "bin", "runbook-lab")
-	}
+	b := binPath()
 	if _, err := os.Stat(b); err != nil {
 		tb.Fatalf("the lab binary %s is missing: build it with `make lab` (or run go test -short)", b)
 	}
 	return b
 }
 
+// TB is what Up and Down need of a test: a *testing.T, or a testscript
+// script through an adapter (so that its lab stops when the script ends,
+// not when every script has).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+}
+
+func binPath() string {
+	if b := os.Getenv("RUNBOOK_LAB_BIN"); b != "" {
+		return b
+	}
+	return filepath.Join(Root(), "bin", "runbook-lab")
+}
+
 // Up starts a lab and stops it when the test ends.
-func Up(tb testing.TB, o Options) *Lab {
+func Up(tb TB, o Options) *Lab {
 	tb.Helper()
-	bin := Bin(tb)
+	bin := binPath()
+	if _, err := os.Stat(bin); err != nil {
+		tb.Fatalf("the lab binary %s is missing: build it with `make lab` (or run go test -short)", bin)
+	}
 	dir, err := os.MkdirTemp("", "runbook-lab-")
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("%v", err)
 	}
 	args := []string{"up", "--dir", dir}
 	if o.Scenario != "" {
@@ -86,29 +104,35 @@ func Up(tb testing.TB, o Options) *Lab {
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", l.Kubeconfig)
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("%v", err)
 	}
 	l.Client, err = kubernetes.NewForConfig(cfg)
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("%v", err)
 	}
 	return l
 }
 
-// Down stops the lab and removes its directory (kept when the test failed,
-// for its logs).
-func (l *Lab) Down(tb testing.TB) {
+// Down stops the lab and removes its directory; when the test failed its
+// logs/ stay, for inspection.
+func (l *Lab) Down(tb TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, l.bin, "down", "--dir", l.Dir).CombinedOutput()
 	if err != nil {
 		tb.Logf("runbook-lab down: %v\n%s", err, out)
 	}
-	if tb.Failed() {
-		tb.Logf("lab kept for inspection: %s", l.Dir)
+	if !tb.Failed() {
+		os.RemoveAll(l.Dir)
 		return
 	}
-	os.RemoveAll(l.Dir)
+	ents, _ := os.ReadDir(l.Dir)
+	for _, e := range ents {
+		if e.Name() != "logs" {
+			os.RemoveAll(filepath.Join(l.Dir, e.Name()))
+		}
+	}
+	tb.Logf("lab logs kept for inspection: %s", filepath.Join(l.Dir, "logs"))
 }
 
 // Kubectl runs the machine's kubectl against the lab.

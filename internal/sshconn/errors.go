@@ -79,7 +79,7 @@ func (e *HostKeyMismatchError) Error() string {
 			b.WriteString(k.String())
 		}
 	}
-	b.WriteString("; the node may have been rebuilt, or the connection is being intercepted; verify the new key out of band, then trust it explicitly")
+	b.WriteString("; the node may have been rebuilt, or the connection is being intercepted; verify the new key out of band, then trust it explicitly (runbook trust-host PLAN NODE)")
 	return b.String()
 }
 

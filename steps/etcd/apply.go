@@ -183,7 +183,20 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 	owner := strings.TrimSpace(res.Stdout)
 	req.Emit("restore_plan", fmt.Sprintf("snapshot revision %d, %d keys; current data dir %s (owner %s, kept); new %s", st.Revision, st.TotalKey, old, owner, dd), nil)
 
-	// 2. Stop the apiserver, then etcd (the kubelet stops static pods whose
+	// 2. Restore into the fresh directory, owned like the old one, while
+	// etcd still runs on the old: the restore reads only the file, and it
+	// checks the hash etcd appends to every snapshot, which status does
+	// not. A snapshot that does not restore is refused before anything
+	// stops; the directory it half wrote is this step's own (it did not
+	// exist), so it goes.
+	if _, err := run(tool, "snapshot", "restore", snap, "--data-dir="+dd); err != nil {
+		return cty.NilVal, fmt.Errorf("refusing to restore, nothing was stopped: %w%s", err, removeFresh(ctx, req, r, dd))
+	}
+	if _, err := run("sh", "-c", `chown -R "$1" "$2" && chmod 700 "$2"`, "sh", owner, dd); err != nil {
+		return cty.NilVal, fmt.Errorf("refusing to restore, nothing was stopped: %w%s", err, removeFresh(ctx, req, r, dd))
+	}
+
+	// 3. Stop the apiserver, then etcd (the kubelet stops static pods whose
 	// manifests leave the directory).
 	if _, err := run("mkdir", "-p", stash); err != nil {
 		return cty.NilVal, err
@@ -203,7 +216,13 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 		if len(errs) > 0 {
 			return fmt.Errorf("%w; and the rollback failed, the control plane may be down: %v", cause, errors.Join(errs...))
 		}
-		return fmt.Errorf("%w; the original manifests were put back: etcd runs on its old data in %s", cause, old)
+		// Return with the control plane back, or say it is not.
+		if kc != nil {
+			if err := waitAPI(bg, kc, true); err != nil {
+				return fmt.Errorf("%w; the original manifests were put back (etcd on its old data in %s), but %v", cause, old, err)
+			}
+		}
+		return fmt.Errorf("%w; the original manifests were put back: etcd runs on its old data in %s and the apiserver is ready", cause, old)
 	}
 	if kc != nil {
 		if err := waitAPI(ctx, kc, false); err != nil {
@@ -217,15 +236,7 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 		return cty.NilVal, rollback(fmt.Errorf("waiting for etcd to stop: %w", err))
 	}
 
-	// 3. Restore into the fresh directory, owned like the old one.
-	if _, err := run(tool, "snapshot", "restore", snap, "--data-dir="+dd); err != nil {
-		return cty.NilVal, rollback(err)
-	}
-	if _, err := run("sh", "-c", `chown -R "$1" "$2" && chmod 700 "$2"`, "sh", owner, dd); err != nil {
-		return cty.NilVal, rollback(err)
-	}
-
-	// 4. Point etcd at it and start it.
+	// 4. Point etcd at the restored data and start it.
 	edited := SwitchDataDir(manifest, old, dd)
 	write := req.Cmd("sh", "-c", `cat > "$1.new" && mv "$1.new" "$1"`, "sh", stashedEtcd)
 	write.Stdin = []byte(edited)
@@ -263,6 +274,16 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 	req.Emit("restored", fmt.Sprintf("etcd runs on %s (revision %d); the previous data stays in %s", dd, rev, old), nil)
 	return cty.ObjectVal(map[string]cty.Value{"old_data_dir": cty.StringVal(old), "revision": cty.NumberIntVal(rev),
 		"snapshot_time": cty.StringVal(snapTime.Format(time.RFC3339)), "snapshot_age_seconds": cty.NumberIntVal(int64(time.Since(snapTime).Seconds()))}), nil
+}
+
+// removeFresh deletes the data dir a failed restore half wrote (it did not
+// exist before the step) and says so, or why not.
+func removeFresh(ctx context.Context, req *engine.Request, r engine.Runner, dd string) string {
+	res, err := r.Run(context.WithoutCancel(ctx), req.Cmd("rm", "-rf", "--", dd))
+	if err != nil || res.ExitCode != 0 {
+		return fmt.Sprintf("; removing the partial %s failed (%v): remove it before retrying", dd, err)
+	}
+	return "; the partial " + dd + " was removed"
 }
 
 // CurrentDataDir reads --data-dir from an etcd static pod manifest.

@@ -166,6 +166,7 @@ func (Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change, e
 	ch := &engine.Change{Action: engine.ActionChange, Summary: fmt.Sprintf("restore etcd on %s from %s into %s", req.NodeName(), snap, dd),
 		Details: []string{
 			"refuses a snapshot whose checksum or status does not verify, before anything is stopped",
+			"restores into the new data dir while etcd still runs on the old one (the restore checks the hash etcd appends to the snapshot): a snapshot that does not restore is refused before anything is stopped",
 			"the current data dir is read from the etcd manifest and kept as it is (never deleted)",
 			"waits, bounded, for etcd and then the apiserver to stop and start at each manifest move",
 			"verifies: etcd healthy, revision at least the snapshot's" + canary(req),
@@ -195,7 +196,50 @@ func (Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change, e
 	if res, err := r.Run(ctx, req.Cmd("test", "!", "-e", dd)); err == nil && res.ExitCode != 0 {
 		ch.Blockers = append(ch.Blockers, fmt.Sprintf("%s already exists on %s: restore into a new directory", dd, req.NodeName()))
 	}
+	ch.Blockers = append(ch.Blockers, checkSnapshot(ctx, req, r, tool, snap, &ch.Warnings)...)
 	return ch, nil
+}
+
+// checkSnapshot is the dry-run's read-only look at the snapshot: a file
+// that is there must match its .sha256 and read as a snapshot; one that is
+// not there yet may come from an earlier step of the same plan (a drill's
+// etcd_snapshot), so its absence is a warning, checked again by Apply.
+func checkSnapshot(ctx context.Context, req *engine.Request, r engine.Runner, tool, snap string, warnings *[]string) []string {
+	res, err := r.Run(ctx, req.Cmd("test", "-f", snap))
+	if err != nil {
+		return []string{fmt.Sprintf("checking %s on %s: %v", snap, req.NodeName(), err)}
+	}
+	if res.ExitCode != 0 {
+		*warnings = append(*warnings, fmt.Sprintf("%s is not on %s now: an earlier step must write it, or the restore will be refused", snap, req.NodeName()))
+		return nil
+	}
+	res, err = r.Run(ctx, req.Cmd("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap))
+	if err != nil {
+		return []string{fmt.Sprintf("checking %s on %s: %v", snap, req.NodeName(), err)}
+	}
+	if res.ExitCode != 0 {
+		return []string{fmt.Sprintf("%s on %s does not match its .sha256 (or has none): %s", snap, req.NodeName(), firstLine(res.Stderr, res.Stdout))}
+	}
+	res, err = r.Run(ctx, req.Cmd(tool, "snapshot", "status", snap, "--write-out=json"))
+	if err != nil {
+		return []string{fmt.Sprintf("checking %s on %s: %v", snap, req.NodeName(), err)}
+	}
+	if res.ExitCode != 0 {
+		return []string{fmt.Sprintf("%s on %s is not a readable snapshot: %s", snap, req.NodeName(), firstLine(res.Stderr, res.Stdout))}
+	}
+	return nil
+}
+
+// firstLine is the first non-empty line of the outputs, for one-line reasons.
+func firstLine(outs ...string) string {
+	for _, o := range outs {
+		for _, l := range strings.Split(o, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				return l
+			}
+		}
+	}
+	return "no output"
 }
 
 // restoreCommands are the commands a restore runs, in order, as the
@@ -214,12 +258,12 @@ func restoreCommands(req *engine.Request, tool, old string) []string {
 		req.Cmd("test", "!", "-e", dd),
 		req.Cmd("stat", "-c", "%Y", snap),
 		req.Cmd("stat", "-c", "%u:%g", old),
+		req.Cmd(tool, "snapshot", "restore", snap, "--data-dir="+dd),
+		req.Cmd("sh", "-c", `chown -R "$1" "$2" && chmod 700 "$2"`, "sh", ownerOf(old), dd),
 		req.Cmd("mkdir", "-p", stash),
 		req.Cmd("mv", path.Join(md, "kube-apiserver.yaml"), path.Join(stash, "kube-apiserver.yaml")),
 		req.Cmd("mv", path.Join(md, "etcd.yaml"), path.Join(stash, "etcd.yaml")),
 		etcdctl("endpoint", "health", "--command-timeout=2s"),
-		req.Cmd(tool, "snapshot", "restore", snap, "--data-dir="+dd),
-		req.Cmd("sh", "-c", `chown -R "$1" "$2" && chmod 700 "$2"`, "sh", ownerOf(old), dd),
 		req.Cmd("sh", "-c", `cat > "$1.new" && mv "$1.new" "$1"`, "sh", path.Join(stash, "etcd.yaml")),
 		req.Cmd("mv", path.Join(stash, "etcd.yaml"), path.Join(md, "etcd.yaml")),
 		etcdctl("endpoint", "health", "--command-timeout=2s"),

@@ -89,6 +89,9 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 	return ch, nil
 }
 
+// waitReport is how often a wait for a unit's state says it still waits.
+var waitReport = 15 * time.Second
+
 // Apply implements engine.Kind: it runs the commands, then checks every
 // half second that the units are (in)active, and stay so for the settle
 // period; a unit that flaps fails the step with its last state.
@@ -117,6 +120,9 @@ func (Kind) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 	wantActive := action != "stop"
 	var since time.Time
 	last := ""
+	want := map[bool]string{true: "active", false: "inactive"}[wantActive]
+	units := strings.Join(req.Args.Strings("units"), " ")
+	waitingSince, told := time.Now(), time.Now()
 	for {
 		res, err := r.Run(ctx, check)
 		if err != nil {
@@ -138,11 +144,17 @@ func (Kind) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (c
 		}
 		if state != last {
 			req.Emit("unit_state", "units: "+state, nil)
-			last = state
+			last, waitingSince = state, time.Now()
+		} else if since.IsZero() && time.Since(told) >= waitReport {
+			// A unit stuck in the wrong state (a kubelet that keeps
+			// failing) is reported while the step waits, not only at its
+			// timeout.
+			told = time.Now()
+			req.Emit("waiting", fmt.Sprintf("waiting for %s to be %s: %s for %s (the step gives up at its timeout)", units, want, state, time.Since(waitingSince).Round(time.Second)), nil)
 		}
 		select {
 		case <-ctx.Done():
-			return cty.NilVal, fmt.Errorf("units %s on %s did not stay %s for %s (last: %s)", strings.Join(req.Args.Strings("units"), " "), req.NodeName(), map[bool]string{true: "active", false: "inactive"}[wantActive], settle, last)
+			return cty.NilVal, fmt.Errorf("units %s on %s did not stay %s for %s (last: %s)", units, req.NodeName(), want, settle, last)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/runbookhq/runbook/internal/lock"
 	"github.com/runbookhq/runbook/internal/nodes"
 	"github.com/runbookhq/runbook/internal/notify"
+	"github.com/runbookhq/runbook/internal/shellquote"
 	"github.com/runbookhq/runbook/internal/view"
 	"github.com/runbookhq/runbook/plans"
 	"github.com/spf13/cobra"
@@ -437,9 +438,9 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 	if lk != nil && lk.Lost() != nil {
 		fmt.Fprintf(stdio.Err, "warning: %v\n", lk.Lost())
 	}
-	resumeHint := fmt.Sprintf("Resume with: runbook apply --resume %s (run %s, journal %s)", arg, runID, j.Path())
+	resumeHint := fmt.Sprintf("Resume with: runbook apply --resume%s %s (run %s, journal %s)", resumeFlags(o), shellquote.Quote(arg), runID, j.Path())
 	if o.drill != nil {
-		resumeHint = fmt.Sprintf("Resume with: runbook drill --resume %s (run %s, journal %s)", arg, runID, j.Path())
+		resumeHint = fmt.Sprintf("Resume with: runbook drill --resume%s %s (run %s, journal %s)", resumeFlags(o), shellquote.Quote(arg), runID, j.Path())
 		// The drill's checks are read-only: the first interrupt ends them.
 		dctx, dcancel := context.WithCancel(runCtx)
 		go func() {
@@ -471,6 +472,29 @@ func runApply(ctx context.Context, stdio *IO, arg string, o applyOptions) error 
 		return errQuiet(ExitInterrupted, "interrupted")
 	}
 	return nil
+}
+
+// resumeFlags are the flags a resume must repeat to find the same journal
+// and variables. -var values are not repeated (they may be secrets): the
+// hint says to give them again.
+func resumeFlags(o applyOptions) string {
+	var b strings.Builder
+	for _, f := range o.vf.varFiles {
+		b.WriteString(" -var-file " + shellquote.Quote(f))
+	}
+	if o.journalDir != "" {
+		b.WriteString(" --journal-dir " + shellquote.Quote(o.journalDir))
+	}
+	if o.kubeconfig != "" {
+		b.WriteString(" --kubeconfig " + shellquote.Quote(o.kubeconfig))
+	}
+	if o.context != "" {
+		b.WriteString(" --context " + shellquote.Quote(o.context))
+	}
+	if len(o.vf.vars) > 0 {
+		b.WriteString(" [your -var flags again]")
+	}
+	return b.String()
 }
 
 func schemaByAddress(p *plans.Plan) func(string) *plans.KindSchema {

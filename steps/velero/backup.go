@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 )
 
@@ -366,31 +367,50 @@ func (k Backup) Plan(ctx context.Context, req *engine.Request) (*engine.Change, 
 // Apply implements engine.Kind: it creates the Backup (or adopts the one it
 // created before), then watches it until Velero's verdict.
 func (k Backup) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
-	dc, err := client(ctx, req, k.dyn)
+	return applyRequest(ctx, req, k.dyn, veleroRequest{kind: "Backup", noun: "backup", gvr: backupsGVR, spec: backupSpec,
+		outputs: backupOutputs, progress: backupProgress, items: "itemsBackedUp", done: "backed up"})
+}
+
+// veleroRequest is what differs between Velero's Backup and Restore requests,
+// which runbook creates and then watches in the same way.
+type veleroRequest struct {
+	kind, noun string // "Backup", "backup"
+	gvr        schema.GroupVersionResource
+	spec       func(engine.Args) (map[string]any, error)
+	outputs    func(*unstructured.Unstructured) cty.Value
+	progress   func(*unstructured.Unstructured) string
+	items      string // the status.progress counter of items done
+	done       string // what happened to them: "backed up"
+}
+
+// applyRequest creates the object (or adopts the one this step created
+// before) and, unless wait = false, watches it until Velero's verdict.
+func applyRequest(ctx context.Context, req *engine.Request, dyn dynamic.Interface, o veleroRequest) (cty.Value, error) {
+	dc, err := client(ctx, req, dyn)
 	if err != nil {
 		return cty.NilVal, err
 	}
 	ns := req.Args.String("namespace")
 	name, known := objectName(req)
 	if !known {
-		return cty.NilVal, errors.New("the Backup has no name: set name, or run it with runbook apply, whose run id names it")
+		return cty.NilVal, fmt.Errorf("the %s has no name: set name, or run it with runbook apply, whose run id names it", o.kind)
 	}
-	spec, err := backupSpec(req.Args)
+	spec, err := o.spec(req.Args)
 	if err != nil {
 		return cty.NilVal, err
 	}
-	ri := dc.Resource(backupsGVR).Namespace(ns)
-	cur, err := createOrAdopt(ctx, req, ri, "Backup", "backup", ns, name, spec)
+	ri := dc.Resource(o.gvr).Namespace(ns)
+	cur, err := createOrAdopt(ctx, req, ri, o.kind, o.noun, ns, name, spec)
 	if err != nil {
 		return cty.NilVal, err
 	}
 	if !req.Args.Bool("wait") {
-		return backupOutputs(cur), nil
+		return o.outputs(cur), nil
 	}
-	final, err := waitDone(ctx, req, ri, "Backup", "backup", cur, backupProgress)
+	final, err := waitDone(ctx, req, ri, o.kind, o.noun, cur, o.progress)
 	if err != nil {
 		return cty.NilVal, err
 	}
-	req.Emit("velero_completed", fmt.Sprintf("%s Completed: %d items backed up, %d warnings", ref("Backup", ns, name), num(final, "status", "progress", "itemsBackedUp"), num(final, "status", "warnings")), nil)
-	return backupOutputs(final), nil
+	req.Emit("velero_completed", fmt.Sprintf("%s Completed: %d items %s, %d warnings", ref(o.kind, ns, name), num(final, "status", "progress", o.items), o.done, num(final, "status", "warnings")), nil)
+	return o.outputs(final), nil
 }

@@ -269,31 +269,6 @@ func (k Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change,
 // Apply implements engine.Kind: it creates the Restore (or adopts the one
 // it created before), then watches it until Velero's verdict.
 func (k Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
-	dc, err := client(ctx, req, k.dyn)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	ns := req.Args.String("namespace")
-	name, known := objectName(req)
-	if !known {
-		return cty.NilVal, errors.New("the Restore has no name: set name, or run it with runbook apply, whose run id names it")
-	}
-	spec, err := restoreSpec(req.Args)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	ri := dc.Resource(restoresGVR).Namespace(ns)
-	cur, err := createOrAdopt(ctx, req, ri, "Restore", "restore", ns, name, spec)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	if !req.Args.Bool("wait") {
-		return restoreOutputs(cur), nil
-	}
-	final, err := waitDone(ctx, req, ri, "Restore", "restore", cur, restoreProgress)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	req.Emit("velero_completed", fmt.Sprintf("%s Completed: %d items restored, %d warnings", ref("Restore", ns, name), num(final, "status", "progress", "itemsRestored"), num(final, "status", "warnings")), nil)
-	return restoreOutputs(final), nil
+	return applyRequest(ctx, req, k.dyn, veleroRequest{kind: "Restore", noun: "restore", gvr: restoresGVR, spec: restoreSpec,
+		outputs: restoreOutputs, progress: restoreProgress, items: "itemsRestored", done: "restored"})
 }

@@ -96,3 +96,36 @@ func TestCreateLab(t *testing.T) {
 }
 
 func timeNow() time.Time { return time.Now() }
+
+// A stale process group id (the pid file of a lab whose supervisor died)
+// can name another lab's supervisor once ids are reused: down may signal
+// only processes whose command line names its own lab directory.
+func TestIsLabCommand(t *testing.T) {
+	l := layout.Lab{Dir: "/tmp/lab1"}
+	bin := "/work/bin/runbook-lab"
+	tests := []struct {
+		name           string
+		args           []string
+		supervisorOnly bool
+		want           bool
+	}{
+		{"own supervisor", []string{bin, "supervise", "--dir", "/tmp/lab1"}, true, true},
+		{"own supervisor as a child", []string{bin, "supervise", "--dir", "/tmp/lab1"}, false, true},
+		{"own apiserver", []string{bin, "apiserver", "--client-ca-file=/tmp/lab1/pki/ca.crt"}, false, true},
+		{"own kubelets", []string{bin, "kubelets", "--dir", "/tmp/lab1"}, false, true},
+		{"own etcd by flag value", []string{bin, "etcd", "--data-dir=/tmp/lab1"}, false, true},
+		{"another lab's supervisor", []string{bin, "supervise", "--dir", "/tmp/lab2"}, false, false},
+		{"another lab whose dir shares a prefix", []string{bin, "apiserver", "--cert-dir=/tmp/lab10/pki"}, false, false},
+		{"another lab's supervisor, supervisor only", []string{bin, "supervise", "--dir", "/tmp/lab2"}, true, false},
+		{"not runbook-lab", []string{"/usr/bin/sleep", "/tmp/lab1/x"}, false, false},
+		{"own node sshd", []string{"sshd: /usr/sbin/sshd -D -e -f /tmp/lab1/ssh/nodes/w1/sshd_config [listener]"}, false, true},
+		{"empty", nil, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := isLabCommand(tt.args, l, tt.supervisorOnly); got != tt.want {
+				t.Errorf("isLabCommand(%q) = %v, want %v", tt.args, got, tt.want)
+			}
+		})
+	}
+}

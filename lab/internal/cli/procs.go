@@ -47,7 +47,14 @@ func cmdline(pid int) []string {
 // supervisor itself (supervise --dir DIR) or, when supervisorOnly is
 // false, any runbook-lab child.
 func isLabProcess(pid int, l layout.Lab, supervisorOnly bool) bool {
-	args := cmdline(pid)
+	return isLabCommand(cmdline(pid), l, supervisorOnly)
+}
+
+// isLabCommand is isLabProcess on a command line. A child counts only when
+// its command line names this lab's directory (every child's does: --dir,
+// or certificate and data paths under it): process ids and groups are
+// reused, and a stale group id must never make down signal another lab.
+func isLabCommand(args []string, l layout.Lab, supervisorOnly bool) bool {
 	if !supervisorOnly && strings.Contains(strings.Join(args, " "), nodessh.SSHD+" -D -e -f "+l.SSHDir()+"/") {
 		// A node's sshd (-f <lab>/ssh/nodes/<node>/sshd_config); sshd rewrites
 		// its command line to "sshd: /usr/sbin/sshd -D ... [listener] ...".
@@ -59,7 +66,15 @@ func isLabProcess(pid int, l layout.Lab, supervisorOnly bool) bool {
 	if supervisorOnly {
 		return args[1] == "supervise" && len(args) >= 4 && args[2] == "--dir" && args[3] == l.Dir
 	}
-	return strings.Contains(filepath.Base(args[0]), "runbook-lab")
+	if !strings.Contains(filepath.Base(args[0]), "runbook-lab") {
+		return false
+	}
+	for _, a := range args[1:] {
+		if a == l.Dir || strings.HasSuffix(a, "="+l.Dir) || strings.Contains(a, l.Dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // groupMembers lists live processes in process group pgid (the

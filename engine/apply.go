@@ -240,7 +240,7 @@ func (a *Applier) runStep(ctx context.Context, prog *Program, as *AppliedStep, e
 	}
 	as.OnFailure, as.Secrets = cfg.OnFailure, cfg.Secrets
 	if !cfg.Args.IsWhollyKnown() {
-		return a.fail(as, fmt.Errorf("%s: an argument depends on a value that is still unknown (an output of a step that did not run)", as.Address), false, unknown)
+		return a.fail(as, fmt.Errorf("%s: an argument depends on a value that is still unknown (an output of a step that did not run, or that had nothing to do and could not tell it)", as.Address), false, unknown)
 	}
 	if !cfg.When.IsKnown() {
 		return a.fail(as, fmt.Errorf("%s: when depends on a value that is still unknown", as.Address), false, unknown)

@@ -44,7 +44,7 @@ var schema = &plans.KindSchema{
 	Outputs: []plans.OutputSchema{
 		{Name: "evicted", Type: cty.List(cty.String), Doc: "Pods evicted or deleted, as ns/name."},
 		{Name: "skipped", Type: cty.List(cty.String), Doc: "Pods left on the node (DaemonSet and mirror pods)."},
-		{Name: "pdb_healthy", Type: cty.Map(cty.Number), Doc: "Healthy pods of each PodDisruptionBudget the drain touched (\"ns/name\"), counted before the drain: give it to wait_workloads."},
+		{Name: "pdb_healthy", Type: cty.Map(cty.Number), Doc: "Healthy pods of each PodDisruptionBudget the drain touched (\"ns/name\"), counted before the drain: give it to wait_workloads. Empty when the drain had nothing to do (e.g. resumed after its pods were gone): wait_workloads then waits for every PDB to have all its expected pods healthy."},
 	},
 	NoContinue: true,
 	Revertible: true,
@@ -163,10 +163,17 @@ func (Kind) Plan(ctx context.Context, req *engine.Request) (*engine.Change, erro
 	if err != nil {
 		return nil, fmt.Errorf("reading node %s: %w", node, err)
 	}
+	// The PDBs' healthy counts are taken when the drain runs.
+	healthy := cty.UnknownVal(cty.Map(cty.Number))
 	if n.Spec.Unschedulable && len(evict) == 0 {
 		ch.Action, ch.Summary = engine.ActionNoOp, node+" is cordoned and has no pods to evict"
+		// Nothing to drain (a drain resumed after its pods were gone): the
+		// counts from before it are lost, and an empty map makes
+		// wait_workloads wait for every PDB to have all its expected pods
+		// healthy, the safe side of "as healthy as before".
+		healthy = cty.MapValEmpty(cty.Number)
 	}
-	ch.Outputs = cty.ObjectVal(map[string]cty.Value{"evicted": listOrEmpty(evict), "skipped": listOrEmpty(skipped), "pdb_healthy": cty.UnknownVal(cty.Map(cty.Number))})
+	ch.Outputs = cty.ObjectVal(map[string]cty.Value{"evicted": listOrEmpty(evict), "skipped": listOrEmpty(skipped), "pdb_healthy": healthy})
 	return ch, nil
 }
 

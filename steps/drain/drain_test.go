@@ -234,3 +234,38 @@ func TestPlanListsOncePerNode(t *testing.T) {
 	}
 	t.Logf("requests for %d nodes x %d pods: %v", nodes, perNode, counts)
 }
+
+// A drain resumed after its pods were gone is a no-op whose pdb_healthy is
+// known (empty), so that the wait_workloads after it can run; a drain with
+// work to do leaves it unknown until it has counted.
+func TestPlanOutputsOnResume(t *testing.T) {
+	tests := []struct {
+		name      string
+		cordoned  bool
+		pods      []runtime.Object
+		wantNoOp  bool
+		wantKnown bool
+	}{
+		{"cordoned and empty: done before", true, nil, true, true},
+		{"pods left", true, []runtime.Object{pod("app", "web-0", func(p *corev1.Pod) { p.OwnerReferences = ctrl("ReplicaSet", "web-rs") }),
+			&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-rs"}}}, false, false},
+		{"not cordoned yet", false, nil, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1"}, Spec: corev1.NodeSpec{Unschedulable: tt.cordoned}}
+			kc := fake.NewClientset(append([]runtime.Object{node}, tt.pods...)...)
+			ch, err := Kind{}.Plan(context.Background(), request(t, kc, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (ch.Action == engine.ActionNoOp) != tt.wantNoOp {
+				t.Errorf("action %s", ch.Action)
+			}
+			ph := ch.Outputs.GetAttr("pdb_healthy")
+			if ph.IsKnown() != tt.wantKnown || (tt.wantKnown && ph.LengthInt() != 0) {
+				t.Errorf("pdb_healthy %#v", ph)
+			}
+		})
+	}
+}

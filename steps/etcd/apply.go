@@ -27,7 +27,7 @@ type Status struct {
 
 func snapshotStatus(ctx context.Context, req *engine.Request, r engine.Runner, tool, file string) (Status, error) {
 	var st Status
-	res, err := noderun.Run(ctx, req, r, req.Cmd(tool, "snapshot", "status", file, "--write-out=json"))
+	res, err := noderun.Run(ctx, req, r, statusCmd(req, tool, file))
 	if err != nil {
 		return st, fmt.Errorf("snapshot %s does not verify: %w", file, err)
 	}
@@ -155,7 +155,7 @@ func (Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change)
 		return cty.NilVal, fmt.Errorf("%s names no --data-dir", etcdManifest)
 	}
 	tool := toolFor(req, manifest)
-	if _, err := run("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap); err != nil {
+	if _, err := noderun.Run(ctx, req, r, checksumCmd(req, snap)); err != nil {
 		return cty.NilVal, fmt.Errorf("refusing to restore: %w", err)
 	}
 	st, err := snapshotStatus(ctx, req, r, tool, snap)

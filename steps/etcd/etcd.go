@@ -108,7 +108,7 @@ func (Snapshot) Plan(ctx context.Context, req *engine.Request) (*engine.Change, 
 	cmds := []engine.Command{
 		req.Cmd("mkdir", "-p", dir),
 		req.Cmd(append([]string{"etcdctl", "snapshot", "save", part}, tls(req)...)...),
-		req.Cmd(statusTool(req), "snapshot", "status", part, "--write-out=json"),
+		statusCmd(req, statusTool(req), part),
 		req.Cmd("sh", "-c", `sha256sum "$1" | sed "s|  .*|  $(basename "$2")|" > "$2.sha256.part" && mv "$1" "$2" && mv "$2.sha256.part" "$2.sha256"`, "sh", part, final),
 	}
 	ch := &engine.Change{Action: engine.ActionChange, Summary: "etcd snapshot of " + req.NodeName() + " to " + final,
@@ -213,14 +213,14 @@ func checkSnapshot(ctx context.Context, req *engine.Request, r engine.Runner, to
 		*warnings = append(*warnings, fmt.Sprintf("%s is not on %s now: an earlier step must write it, or the restore will be refused", snap, req.NodeName()))
 		return nil
 	}
-	res, err = r.Run(ctx, req.Cmd("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap))
+	res, err = r.Run(ctx, checksumCmd(req, snap))
 	if err != nil {
 		return []string{fmt.Sprintf("checking %s on %s: %v", snap, req.NodeName(), err)}
 	}
 	if res.ExitCode != 0 {
 		return []string{fmt.Sprintf("%s on %s does not match its .sha256 (or has none): %s", snap, req.NodeName(), firstLine(res.Stderr, res.Stdout))}
 	}
-	res, err = r.Run(ctx, req.Cmd(tool, "snapshot", "status", snap, "--write-out=json"))
+	res, err = r.Run(ctx, statusCmd(req, tool, snap))
 	if err != nil {
 		return []string{fmt.Sprintf("checking %s on %s: %v", snap, req.NodeName(), err)}
 	}
@@ -228,6 +228,16 @@ func checkSnapshot(ctx context.Context, req *engine.Request, r engine.Runner, to
 		return []string{fmt.Sprintf("%s on %s is not a readable snapshot: %s", snap, req.NodeName(), firstLine(res.Stderr, res.Stdout))}
 	}
 	return nil
+}
+
+// checksumCmd checks a snapshot against the .sha256 file beside it.
+func checksumCmd(req *engine.Request, snap string) engine.Command {
+	return req.Cmd("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap)
+}
+
+// statusCmd reads a snapshot's hash, revision, keys and size.
+func statusCmd(req *engine.Request, tool, snap string) engine.Command {
+	return req.Cmd(tool, "snapshot", "status", snap, "--write-out=json")
 }
 
 // firstLine is the first non-empty line of the outputs, for one-line reasons.
@@ -253,8 +263,8 @@ func restoreCommands(req *engine.Request, tool, old string) []string {
 	}
 	cmds := []engine.Command{
 		req.Cmd("cat", path.Join(md, "etcd.yaml")),
-		req.Cmd("sh", "-c", `cd "$(dirname "$1")" && sha256sum -c "$(basename "$1").sha256"`, "sh", snap),
-		req.Cmd(tool, "snapshot", "status", snap, "--write-out=json"),
+		checksumCmd(req, snap),
+		statusCmd(req, tool, snap),
 		req.Cmd("test", "!", "-e", dd),
 		req.Cmd("stat", "-c", "%Y", snap),
 		req.Cmd("stat", "-c", "%u:%g", old),
@@ -264,17 +274,20 @@ func restoreCommands(req *engine.Request, tool, old string) []string {
 		req.Cmd("mv", path.Join(md, "kube-apiserver.yaml"), path.Join(stash, "kube-apiserver.yaml")),
 		req.Cmd("mv", path.Join(md, "etcd.yaml"), path.Join(stash, "etcd.yaml")),
 		etcdctl("endpoint", "health", "--command-timeout=2s"),
+	}
+	written := len(cmds) // the edited manifest, written from stdin
+	cmds = append(cmds,
 		req.Cmd("sh", "-c", `cat > "$1.new" && mv "$1.new" "$1"`, "sh", path.Join(stash, "etcd.yaml")),
 		req.Cmd("mv", path.Join(stash, "etcd.yaml"), path.Join(md, "etcd.yaml")),
 		etcdctl("endpoint", "health", "--command-timeout=2s"),
 		etcdctl("endpoint", "status", "--write-out=json"),
-	}
+	)
 	if k := req.Args.String("canary_key"); k != "" {
 		cmds = append(cmds, etcdctl("get", k, "--print-value-only"))
 	}
 	cmds = append(cmds, req.Cmd("mv", path.Join(stash, "kube-apiserver.yaml"), path.Join(md, "kube-apiserver.yaml")))
 	out := engine.Shells(cmds...)
-	out[12] += "   # stdin: the etcd manifest with " + old + " replaced by " + dd
+	out[written] += "   # stdin: the etcd manifest with " + old + " replaced by " + dd
 	return out
 }
 

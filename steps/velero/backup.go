@@ -142,35 +142,6 @@ func namespaceFlag(ns string) []string {
 	return []string{"--namespace=" + engine.Quote(ns)}
 }
 
-func backupOutputs(u *unstructured.Unstructured) cty.Value {
-	return cty.ObjectVal(map[string]cty.Value{
-		"name":            cty.StringVal(u.GetName()),
-		"phase":           cty.StringVal(phaseOf(u)),
-		"items_backed_up": cty.NumberIntVal(num(u, "status", "progress", "itemsBackedUp")),
-		"errors":          cty.NumberIntVal(num(u, "status", "errors")),
-		"warnings":        cty.NumberIntVal(num(u, "status", "warnings")),
-		"started":         cty.StringVal(timeText(u, "startTimestamp")),
-		"completed":       cty.StringVal(timeText(u, "completionTimestamp")),
-	})
-}
-
-// backupProgress is the phase with Velero's counts: "InProgress (3 of 10
-// items backed up)".
-func backupProgress(u *unstructured.Unstructured) string {
-	if u == nil {
-		return "none (the Backup was not seen)"
-	}
-	p := phaseOf(u)
-	if p == PhaseNew {
-		p = "New (Velero has not picked it up: is the Velero server running?)"
-	}
-	done, total := num(u, "status", "progress", "itemsBackedUp"), num(u, "status", "progress", "totalItems")
-	if total > 0 {
-		p += fmt.Sprintf(" (%d of %d items backed up)", done, total)
-	}
-	return p
-}
-
 // failure is Velero's own verdict on an object: the step fails with it.
 type failure struct{ msg string }
 
@@ -347,7 +318,7 @@ func (k Backup) Plan(ctx context.Context, req *engine.Request) (*engine.Change, 
 	if known {
 		cur, err := dc.Resource(backupsGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			return existing(ch, "Backup", "backup", cur, req.Args.Bool("wait"), backupOutputs, backupProgress), nil
+			return existing(ch, "Backup", "backup", cur, req.Args.Bool("wait"), backupRequest.outputs, backupRequest.progress), nil
 		} else if !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("reading Backup %s/%s: %w", ns, name, err)
 		}
@@ -367,20 +338,55 @@ func (k Backup) Plan(ctx context.Context, req *engine.Request) (*engine.Change, 
 // Apply implements engine.Kind: it creates the Backup (or adopts the one it
 // created before), then watches it until Velero's verdict.
 func (k Backup) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
-	return applyRequest(ctx, req, k.dyn, veleroRequest{kind: "Backup", noun: "backup", gvr: backupsGVR, spec: backupSpec,
-		outputs: backupOutputs, progress: backupProgress, items: "itemsBackedUp", done: "backed up"})
+	return applyRequest(ctx, req, k.dyn, backupRequest)
 }
+
+var (
+	backupRequest = veleroRequest{kind: "Backup", noun: "backup", gvr: backupsGVR, spec: backupSpec,
+		items: "itemsBackedUp", itemsOutput: "items_backed_up", done: "backed up"}
+	restoreRequest = veleroRequest{kind: "Restore", noun: "restore", gvr: restoresGVR, spec: restoreSpec,
+		items: "itemsRestored", itemsOutput: "items_restored", done: "restored"}
+)
 
 // veleroRequest is what differs between Velero's Backup and Restore requests,
 // which runbook creates and then watches in the same way.
 type veleroRequest struct {
-	kind, noun string // "Backup", "backup"
-	gvr        schema.GroupVersionResource
-	spec       func(engine.Args) (map[string]any, error)
-	outputs    func(*unstructured.Unstructured) cty.Value
-	progress   func(*unstructured.Unstructured) string
-	items      string // the status.progress counter of items done
-	done       string // what happened to them: "backed up"
+	kind, noun  string // "Backup", "backup"
+	gvr         schema.GroupVersionResource
+	spec        func(engine.Args) (map[string]any, error)
+	items       string // the status.progress counter of items done
+	itemsOutput string // the step output that reports it
+	done        string // what happened to them: "backed up"
+}
+
+// outputs are the step's outputs from the object.
+func (o veleroRequest) outputs(u *unstructured.Unstructured) cty.Value {
+	return cty.ObjectVal(map[string]cty.Value{
+		"name":        cty.StringVal(u.GetName()),
+		"phase":       cty.StringVal(phaseOf(u)),
+		o.itemsOutput: cty.NumberIntVal(num(u, "status", "progress", o.items)),
+		"errors":      cty.NumberIntVal(num(u, "status", "errors")),
+		"warnings":    cty.NumberIntVal(num(u, "status", "warnings")),
+		"started":     cty.StringVal(timeText(u, "startTimestamp")),
+		"completed":   cty.StringVal(timeText(u, "completionTimestamp")),
+	})
+}
+
+// progress is the phase with Velero's counts: "InProgress (3 of 10 items
+// backed up)".
+func (o veleroRequest) progress(u *unstructured.Unstructured) string {
+	if u == nil {
+		return "none (the " + o.kind + " was not seen)"
+	}
+	p := phaseOf(u)
+	if p == PhaseNew {
+		p = "New (Velero has not picked it up: is the Velero server running?)"
+	}
+	done, total := num(u, "status", "progress", o.items), num(u, "status", "progress", "totalItems")
+	if total > 0 {
+		p += fmt.Sprintf(" (%d of %d items %s)", done, total, o.done)
+	}
+	return p
 }
 
 // applyRequest creates the object (or adopts the one this step created

@@ -12,7 +12,6 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 )
@@ -71,33 +70,6 @@ var restoreSchema = &plans.KindSchema{
 
 // Schema implements engine.Kind.
 func (Restore) Schema() *plans.KindSchema { return restoreSchema }
-
-func restoreOutputs(u *unstructured.Unstructured) cty.Value {
-	return cty.ObjectVal(map[string]cty.Value{
-		"name":           cty.StringVal(u.GetName()),
-		"phase":          cty.StringVal(phaseOf(u)),
-		"items_restored": cty.NumberIntVal(num(u, "status", "progress", "itemsRestored")),
-		"errors":         cty.NumberIntVal(num(u, "status", "errors")),
-		"warnings":       cty.NumberIntVal(num(u, "status", "warnings")),
-		"started":        cty.StringVal(timeText(u, "startTimestamp")),
-		"completed":      cty.StringVal(timeText(u, "completionTimestamp")),
-	})
-}
-
-func restoreProgress(u *unstructured.Unstructured) string {
-	if u == nil {
-		return "none (the Restore was not seen)"
-	}
-	p := phaseOf(u)
-	if p == PhaseNew {
-		p = "New (Velero has not picked it up: is the Velero server running?)"
-	}
-	done, total := num(u, "status", "progress", "itemsRestored"), num(u, "status", "progress", "totalItems")
-	if total > 0 {
-		p += fmt.Sprintf(" (%d of %d items restored)", done, total)
-	}
-	return p
-}
 
 // mappings are namespace_mappings sorted by source namespace.
 func mappings(a engine.Args) [][2]string {
@@ -224,7 +196,7 @@ func (k Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change,
 	if known {
 		cur, err := dc.Resource(restoresGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			return existing(ch, "Restore", "restore", cur, req.Args.Bool("wait"), restoreOutputs, restoreProgress), nil
+			return existing(ch, "Restore", "restore", cur, req.Args.Bool("wait"), restoreRequest.outputs, restoreRequest.progress), nil
 		} else if !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("reading Restore %s/%s: %w", ns, name, err)
 		}
@@ -239,7 +211,7 @@ func (k Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change,
 		case err != nil:
 			return nil, fmt.Errorf("reading Backup %s/%s: %w", ns, from, err)
 		case phaseOf(b) != PhaseCompleted:
-			ch.Blockers = append(ch.Blockers, fmt.Sprintf("Backup %s/%s is %s, not Completed: restore only from a Completed backup", ns, from, backupProgress(b)))
+			ch.Blockers = append(ch.Blockers, fmt.Sprintf("Backup %s/%s is %s, not Completed: restore only from a Completed backup", ns, from, backupRequest.progress(b)))
 		default:
 			d := fmt.Sprintf("from Backup %s/%s: Completed %s, %d items", ns, from, orText(timeText(b, "completionTimestamp"), "(no completion time)"), num(b, "status", "progress", "itemsBackedUp"))
 			if l := strs(b, "spec", "includedNamespaces"); len(l) > 0 {
@@ -269,6 +241,5 @@ func (k Restore) Plan(ctx context.Context, req *engine.Request) (*engine.Change,
 // Apply implements engine.Kind: it creates the Restore (or adopts the one
 // it created before), then watches it until Velero's verdict.
 func (k Restore) Apply(ctx context.Context, req *engine.Request, _ *engine.Change) (cty.Value, error) {
-	return applyRequest(ctx, req, k.dyn, veleroRequest{kind: "Restore", noun: "restore", gvr: restoresGVR, spec: restoreSpec,
-		outputs: restoreOutputs, progress: restoreProgress, items: "itemsRestored", done: "restored"})
+	return applyRequest(ctx, req, k.dyn, restoreRequest)
 }
